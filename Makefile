@@ -1,0 +1,45 @@
+# `make demo` and `make test` work on a fresh CPU machine: they create .venv and install first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# CPU machines: these two lie on local disk (CUDA builds that run on the CPU; controlnet-aux
+# needs torchvision). See ../shared/reference/cpu-stack.md. Override for another machine.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+VOCAB := .cache/clip/bpe_simple_vocab_16e6.txt.gz
+
+.PHONY: install demo test lint format bench clean
+
+install: $(STAMP) $(VOCAB)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+$(VOCAB): | $(STAMP)
+	$(BIN)/python -m buildkit.clip_vocab fetch
+
+demo: install
+	$(BIN)/python -m buildkit.demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m bench.train
+	$(BIN)/python -m bench.infer
+
+clean:
+	rm -rf work build demo-output .cog .pytest_cache .ruff_cache

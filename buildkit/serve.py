@@ -1,0 +1,75 @@
+"""Serve a target over Cog's real HTTP server (coglet), as its image would, without Docker.
+
+    script/serve trainer                  # POST /predictions -> output.zip (the DreamBooth API way)
+    script/serve trainer --mode train     # POST /trainings -> {"weights": ...} (Cog training API)
+    script/serve vanilla                  # a template; weights from $WEIGHTS_DIR (default weights/)
+    script/serve vanilla --context DIR    # serve a context written by script/build-template
+
+The input schema is generated from the code first, exactly where `cog build` puts it
+(`.cog/openapi_schema.json` beside cog.yaml), so bad inputs get 422 as on Replicate. The port is
+$PORT (default 5000); the host is 127.0.0.1 unless --host says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from buildkit import schema, targets
+
+
+def server_command(host: str, mode: str) -> list[str]:
+    command = [sys.executable, "-m", "cog.server.http", "--host", host]
+    if mode == "train":
+        command += ["--x-mode", "train"]
+    return command
+
+
+def server_env(target: targets.Target, root: Path, mode: str, port: int | None) -> dict[str, str]:
+    """The environment the image would have: cog.yaml's `environment:` plus Cog's own variables.
+
+    Paths in the target's environment point into /src in the image; locally they are resolved
+    under `root` unless the caller already set them.
+    """
+    env = dict(os.environ)
+    for key, value in target.environment.items():
+        local = str(root / value.removeprefix("/src/")) if value.startswith("/src/") else value
+        env.setdefault(key, local)
+    env["COG_PREDICT_TYPE_STUB"] = target.run
+    if target.train:
+        env["COG_TRAIN_TYPE_STUB"] = target.train
+    env.setdefault("COG_LOG_LEVEL", "warning")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    if port is not None:
+        env["PORT"] = str(port)
+    return env
+
+
+def prepare(target_name: str, root: Path, mode: str) -> targets.Target:
+    target = targets.get(target_name)
+    if mode == "train" and not target.train:
+        raise SystemExit(f"{target_name} has no train: entry; only the trainer can --mode train")
+    schema.write(root, target.run, target.train)
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", help="trainer, or a template name (see script/build-template)")
+    parser.add_argument("--mode", choices=["predict", "train"], default="predict")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=None, help="default: $PORT or 5000")
+    parser.add_argument("--context", type=Path, help="serve a built context instead of the repo")
+    args = parser.parse_args(argv)
+    root = (args.context or targets.REPO_ROOT).resolve()
+    target = prepare(args.target, root, args.mode)
+    env = server_env(target, root, args.mode, args.port)
+    os.chdir(root)
+    command = server_command(args.host, args.mode)
+    os.execvpe(command[0], command, env)
+
+
+if __name__ == "__main__":
+    main()

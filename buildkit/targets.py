@@ -1,0 +1,73 @@
+"""What can be built and served from this repository: the trainer and every template.
+
+Every target is built from the repository root (Cog only sees files under the folder of the
+`cog.yaml` being built), so they all share `core/`. A target is the `run:`/`train:` references
+plus the environment `cog build` bakes into the image; `cog.yaml` is rendered from one base.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TRAINER = "trainer"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    run: str
+    train: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def cog_yaml(self) -> str:
+        """cog.yaml for this target: the shared build section plus its refs and environment."""
+        lines = [
+            f"# {self.description or self.name}",
+            "# Rendered by buildkit/targets.py; edit there, not here.",
+            "build:",
+            "  gpu: true",
+            '  cuda: "12.8"',
+            '  python_version: "3.11"',
+            "  python_requirements: requirements/cog.txt",
+            f'run: "{self.run}"',
+        ]
+        if self.train:
+            lines.append(f'train: "{self.train}"')
+        if self.environment:
+            lines.append("environment:")
+            lines += [f'  - "{k}={v}"' for k, v in self.environment.items()]
+        return "\n".join(lines) + "\n"
+
+
+def trainer_target() -> Target:
+    return Target(
+        name=TRAINER,
+        run="trainer/predict.py:Predictor",
+        train="trainer/predict.py:train",
+        environment={"BASE_MODEL_DIR": "/src/base-weights"},
+        description="DreamBooth trainer for Stable Diffusion: photos in, output.zip out",
+    )
+
+
+def all_targets() -> dict[str, Target]:
+    from templates.specs import TEMPLATES
+
+    targets = {TRAINER: trainer_target()}
+    for spec in TEMPLATES.values():
+        targets[spec.name] = Target(
+            name=spec.name,
+            run=spec.cog_ref,
+            environment={"TEMPLATE": spec.name, "WEIGHTS_DIR": "/src/weights"},
+            description=f"{spec.name} template: weight-less until /src/weights is copied in",
+        )
+    return targets
+
+
+def get(name: str) -> Target:
+    targets = all_targets()
+    if name not in targets:
+        raise SystemExit(f"unknown target {name!r}; choose one of: {', '.join(targets)}")
+    return targets[name]

@@ -1,0 +1,1 @@
+"""Weight-less Cog templates: specs over the inference core."""

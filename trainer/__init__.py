@@ -1,0 +1,1 @@
+"""The DreamBooth trainer: photos in, output.zip out."""

@@ -1,0 +1,231 @@
+"""One training run, from a validated config to `output.zip`.
+
+Everything a run writes stays under the work directory (`$TRAINER_WORK_DIR`, default `work/`):
+
+    work/runs/<run id>/    photos, checkpoints, the exported folder, output.zip
+    work/class-images/     generated class images, shared by runs with the same prompt and base
+
+The run id is a hash of every input that changes the trained weights, the photos' bytes and the
+base model, so starting the same run again in the same work directory resumes it from its last
+checkpoint, while any change to what is learned starts afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from core.manifest import Manifest, identifier_token
+from trainer import base_model, class_images, export, loop
+from trainer.accelerator import make_accelerator, weight_dtype
+from trainer.checkpoints import CheckpointStore
+from trainer.config import TrainConfig
+from trainer.data import TrainingSet, build_image_set
+from trainer.methods import DreamBooth
+from trainer.photos import load_archive
+
+log = logging.getLogger(__name__)
+# Inputs that only change what happens around training, not the weights it produces.
+NOT_IN_RUN_ID = {
+    "save_sample_prompt",
+    "save_sample_negative_prompt",
+    "n_save_sample",
+    "save_guidance_scale",
+    "save_infer_steps",
+    "checkpointing_steps",
+    "resume",
+    "sample_batch_size",
+}
+
+
+def work_root() -> Path:
+    return Path(os.environ.get("TRAINER_WORK_DIR", "work"))
+
+
+def file_digest(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    return base_model.fingerprint_file(path)
+
+
+def run_id(cfg: TrainConfig, base_fingerprint: str) -> str:
+    values = {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_RUN_ID}
+    for name in ("instance_data", "class_data", "ckpt_base"):
+        values[name] = file_digest(getattr(cfg, name))
+    values["base"] = base_fingerprint
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Result:
+    output: Path
+    steps: int
+    resumed_from: int
+    summary: dict
+
+
+def captions_for(photos, default: str) -> list[str]:
+    return [photo.caption or default for photo in photos]
+
+
+def build_training_set(cfg, base, photos, prior_images, accelerator) -> TrainingSet:
+    parts = base.components
+    device, dtype = accelerator.device, weight_dtype(accelerator)
+    parts["vae"].to(device=device, dtype=dtype)
+    common = dict(
+        vae=parts["vae"],
+        tokenizer=parts["tokenizer"],
+        resolution=cfg.resolution,
+        center_crop=cfg.center_crop,
+        hflip=cfg.hflip,
+        pad_tokens=cfg.pad_tokens,
+        seed=cfg.seed,
+        device=device,
+        dtype=dtype,
+    )
+    instance = build_image_set(
+        [p.image for p in photos], captions_for(photos, cfg.instance_prompt), **common
+    )
+    prior = None
+    if prior_images:
+        prior = build_image_set(prior_images, [cfg.class_prompt] * len(prior_images), **common)
+    return TrainingSet(
+        instance,
+        prior,
+        pad_id=parts["tokenizer"].pad_token_id,
+        latent_scale=parts["vae"].config.scaling_factor,
+    )
+
+
+def prior_images(cfg, base, run_dir, accelerator) -> list:
+    if not cfg.with_prior_preservation:
+        return []
+    user = []
+    if cfg.class_data is not None:
+        user = [
+            p.image
+            for p in load_archive(
+                cfg.class_data, run_dir / "class", label="class_data", resolution=cfg.resolution
+            )
+        ]
+    return class_images.class_images(
+        wanted=max(cfg.num_class_images, len(user)),
+        user_images=user,
+        class_prompt=cfg.class_prompt,
+        base_fingerprint=base.fingerprint,
+        resolution=cfg.resolution,
+        batch_size=cfg.sample_batch_size,
+        pipeline=base.pipeline,
+        cache_root=work_root() / "class-images",
+        device=accelerator.device,
+        dtype=weight_dtype(accelerator),
+    )
+
+
+def resolved_args(cfg: TrainConfig, accelerator, total: int) -> dict:
+    args = cfg.to_dict()
+    args["mixed_precision"] = accelerator.mixed_precision
+    args["max_train_steps"] = total
+    args["learning_rate"] = cfg.effective_learning_rate(accelerator.num_processes)
+    return args
+
+
+def finish(cfg, base, method, accelerator, run_dir: Path, total: int) -> Path:
+    pipeline = base.pipeline
+    for name, module in method.trainable().items():
+        setattr(pipeline, name, accelerator.unwrap_model(module).eval())
+    manifest = Manifest(
+        family=base.family,
+        method=method.method,
+        base=base.name,
+        instance_prompt=cfg.instance_prompt,
+        token=identifier_token(cfg.instance_prompt, cfg.class_prompt),
+        trained_parts=method.trained_parts(),
+        resolution=cfg.resolution,
+    )
+    folder = run_dir / "output"
+    shutil.rmtree(folder, ignore_errors=True)
+    pipeline.to(accelerator.device)
+    if cfg.save_sample_prompt:
+        export.save_samples(
+            pipeline,
+            folder / "samples",
+            prompt=cfg.save_sample_prompt,
+            negative_prompt=cfg.save_sample_negative_prompt,
+            count=cfg.n_save_sample,
+            guidance_scale=cfg.save_guidance_scale,
+            steps=cfg.save_infer_steps,
+            resolution=cfg.resolution,
+            seed=cfg.seed,
+        )
+    dtype = torch.float16 if accelerator.device.type == "cuda" else torch.float32
+    export.write_folder(pipeline, folder, manifest, resolved_args(cfg, accelerator, total), dtype)
+    return export.zip_folder(folder, run_dir / "output.zip")
+
+
+def train(cfg: TrainConfig) -> Result:
+    base_dir = base_model.base_model_dir()
+    _, fingerprint, _ = base_model.identify(base_dir, cfg.ckpt_base)
+    run_dir = work_root() / "runs" / run_id(cfg, fingerprint)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print(f"run {run_dir.name}: work directory {run_dir}", flush=True)
+    photos = load_archive(
+        cfg.instance_data, run_dir / "instance", label="instance_data", resolution=cfg.resolution
+    )
+    print(f"{len(photos)} instance photos", flush=True)
+    accelerator = make_accelerator(cfg.mixed_precision, cfg.gradient_accumulation_steps)
+    base = base_model.load(base_dir, cfg.ckpt_base)
+    prior = prior_images(cfg, base, run_dir, accelerator)
+    data = build_training_set(cfg, base, photos, prior, accelerator)
+    method = DreamBooth(base.components, train_text_encoder=cfg.train_text_encoder)
+    prepare_modules(cfg, base, method, accelerator)
+    total = cfg.total_steps(len(data), accelerator.num_processes)
+    store = CheckpointStore(run_dir / "checkpoints")
+    if not cfg.resume:
+        store.clear()
+    result = loop.run(
+        cfg, method, data, base.components["scheduler_train"], accelerator, store, total
+    )
+    output = run_dir / "output.zip"
+    if accelerator.is_main_process:
+        output = finish(cfg, base, method, accelerator, run_dir, total)
+        cleanup(run_dir)
+    return Result(output, result.steps, result.resumed_from, result.summary)
+
+
+def prepare_modules(cfg, base, method, accelerator) -> None:
+    """Place modules, pick the attention kernel, and free memory the loop does not need."""
+    from diffusers import DDPMScheduler
+
+    parts = base.components
+    device, dtype = accelerator.device, weight_dtype(accelerator)
+    parts["scheduler_train"] = DDPMScheduler.from_config(parts["scheduler"].config)
+    parts["unet"].to(device)
+    parts["text_encoder"].to(device, dtype=torch.float32 if cfg.train_text_encoder else dtype)
+    parts["vae"].to("cpu")  # latents are cached; the VAE is needed again only for samples
+    if cfg.gradient_checkpointing:
+        parts["unet"].enable_gradient_checkpointing()
+        if cfg.train_text_encoder:
+            parts["text_encoder"].gradient_checkpointing_enable()
+    if device.type == "cuda" and _xformers_available():
+        parts["unet"].enable_xformers_memory_efficient_attention()
+    method.components.update({k: parts[k] for k in ("unet", "text_encoder")})
+
+
+def _xformers_available() -> bool:
+    from diffusers.utils import is_xformers_available
+
+    return is_xformers_available()
+
+
+def cleanup(run_dir: Path) -> None:
+    """Keep output.zip; drop photos, checkpoints and the unzipped folder of a finished run."""
+    for name in ("instance", "class", "checkpoints", "output"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)

@@ -1,0 +1,150 @@
+"""The one training loop, shared by every method.
+
+It owns the optimizer (AdamW, or bitsandbytes' 8-bit AdamW), the learning-rate schedule,
+gradient accumulation and clipping, mixed precision (through accelerate), checkpoints and
+resume, and progress. A method (trainer/methods/) says which modules train and what the UNet is
+conditioned on. All randomness comes from one generator whose state is checkpointed, and the
+example order is a function of (seed, epoch), so a resumed run ends with the same weights as
+one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from diffusers.optimization import get_scheduler
+
+from trainer.checkpoints import CheckpointStore, TrainingState
+from trainer.config import TrainConfig
+from trainer.data import TrainingSet
+from trainer.loss import denoising_loss, loss_weights, sample_noise, sample_timesteps, target_for
+from trainer.methods import TrainingMethod
+from trainer.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    resumed_from: int
+    summary: dict
+
+
+def make_optimizer(cfg: TrainConfig, parameters, lr: float) -> torch.optim.Optimizer:
+    kwargs = dict(
+        lr=lr,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+        weight_decay=cfg.adam_weight_decay,
+        eps=cfg.adam_epsilon,
+    )
+    if cfg.use_8bit_adam:
+        import bitsandbytes as bnb  # imported only when asked for: it is slow to import
+
+        return bnb.optim.AdamW8bit(parameters, **kwargs)
+    return torch.optim.AdamW(parameters, **kwargs)
+
+
+def make_schedule(cfg: TrainConfig, optimizer, total: int, world: int):
+    # accelerate steps a prepared scheduler once per process, hence the factor `world`.
+    return get_scheduler(
+        cfg.lr_scheduler.value,
+        optimizer=optimizer,
+        num_warmup_steps=cfg.lr_warmup_steps * world,
+        num_training_steps=total * world,
+    )
+
+
+def micro_step_loss(
+    method: TrainingMethod,
+    data: TrainingSet,
+    indices,
+    noise_scheduler,
+    generator: torch.Generator,
+    cfg: TrainConfig,
+) -> torch.Tensor:
+    batch = data.batch(indices, generator)
+    latents = batch.latents
+    noise = sample_noise(latents, generator, cfg.offset_noise)
+    timesteps = sample_timesteps(noise_scheduler, len(latents), generator, latents.device)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    conditioning = method.text_embeddings(batch.input_ids.to(latents.device))
+    prediction = method.unet(noisy, timesteps, conditioning).sample
+    target = target_for(noise_scheduler, latents, noise, timesteps)
+    weights = loss_weights(noise_scheduler, timesteps, cfg.snr_gamma)
+    total, _, _ = denoising_loss(
+        prediction, target, weights, batch.n_instance, cfg.prior_loss_weight
+    )
+    return total
+
+
+def capture(accelerator, modules, optimizer, schedule, generator, step) -> TrainingState:
+    return TrainingState(
+        step=step,
+        modules={n: accelerator.unwrap_model(m).state_dict() for n, m in modules.items()},
+        optimizer=optimizer.state_dict(),
+        lr_scheduler=schedule.state_dict(),
+        generator=generator.get_state(),
+    )
+
+
+def restore(state: TrainingState, accelerator, modules, optimizer, schedule, generator) -> int:
+    for name, module in modules.items():
+        accelerator.unwrap_model(module).load_state_dict(state.modules[name])
+    optimizer.load_state_dict(state.optimizer)
+    schedule.load_state_dict(state.lr_scheduler)
+    generator.set_state(state.generator)
+    return state.step
+
+
+def run(
+    cfg: TrainConfig,
+    method: TrainingMethod,
+    data: TrainingSet,
+    noise_scheduler,
+    accelerator,
+    store: CheckpointStore,
+    total: int,
+) -> LoopResult:
+    world, rank = accelerator.num_processes, accelerator.process_index
+    trainable = method.trainable()
+    optimizer = make_optimizer(cfg, method.parameters(), cfg.effective_learning_rate(world))
+    schedule = make_schedule(cfg, optimizer, total, world)
+    names = list(trainable)
+    *wrapped, optimizer, schedule = accelerator.prepare(*trainable.values(), optimizer, schedule)
+    modules = dict(zip(names, wrapped, strict=True))
+    method.use(modules)
+    generator = torch.Generator().manual_seed(cfg.seed + rank)
+
+    start = 0
+    latest = store.latest() if cfg.resume else None
+    if latest is not None:
+        start = restore(store.load(latest), accelerator, modules, optimizer, schedule, generator)
+        log.info("resuming from %s (step %d of %d)", latest.name, start, total)
+        print(f"resuming from checkpoint at step {start}/{total}", flush=True)
+    progress = Progress(total=total, start_step=start)
+    parameters = method.parameters()
+    for step in range(start, total):
+        loss_value = 0.0
+        for micro in range(cfg.gradient_accumulation_steps):
+            micro_index = step * cfg.gradient_accumulation_steps + micro
+            indices = data.indices(micro_index, cfg.train_batch_size, cfg.seed, rank, world)
+            with accelerator.accumulate(*modules.values()):
+                loss = micro_step_loss(method, data, indices, noise_scheduler, generator, cfg)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(parameters, cfg.max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+            loss_value += loss.detach().item() / cfg.gradient_accumulation_steps
+        done = step + 1
+        progress.update(done, loss_value, schedule.get_last_lr()[0])
+        if cfg.checkpointing_steps and done % cfg.checkpointing_steps == 0 and done < total:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                store.save(capture(accelerator, modules, optimizer, schedule, generator, done))
+    accelerator.wait_for_everyone()
+    return LoopResult(steps=total, resumed_from=start, summary=progress.summary())

@@ -41,6 +41,8 @@ def server_env(target: targets.Target, root: Path, mode: str, port: int | None) 
     if target.train:
         env["COG_TRAIN_TYPE_STUB"] = target.train
     env.setdefault("COG_LOG_LEVEL", "warning")
+    # coglet starts its worker as `python` from PATH: make that this interpreter (the venv's).
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     if port is not None:
         env["PORT"] = str(port)

@@ -67,6 +67,8 @@ def all_targets() -> dict[str, Target]:
 
 
 def get(name: str) -> Target:
+    if name == TRAINER:  # the trainer image carries no template code paths
+        return trainer_target()
     targets = all_targets()
     if name not in targets:
         raise SystemExit(f"unknown target {name!r}; choose one of: {', '.join(targets)}")

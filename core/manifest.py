@@ -81,6 +81,8 @@ class Manifest:
 
     def to_dict(self) -> dict:
         data = asdict(self)
+        extra = data.pop("extra")
+        data = {**extra, **data}  # fields from newer trainers round-trip at the top level
         data["family"] = self.family.value
         data["method"] = self.method.value
         data["trained_parts"] = [p.value for p in self.trained_parts]
@@ -103,7 +105,7 @@ class Manifest:
             raise ManifestError(f"{path}: not valid JSON ({error})") from None
         if not isinstance(data, dict):
             raise ManifestError(f"{path}: expected a JSON object")
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.__dataclass_fields__) - {"extra"}
         unknown = {k: v for k, v in data.items() if k not in known}
         try:
             return cls(**{k: v for k, v in data.items() if k in known}, extra=unknown)

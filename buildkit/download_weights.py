@@ -1,0 +1,132 @@
+"""Fetch real weights from the Hugging Face Hub, before `cog build` (they are baked into images).
+
+    script/download-weights base [--dir base-weights]            # the trainer's SD1.5 base
+    script/download-weights template NAME [--dir template-weights] # a template's own weights
+
+The base is Stable Diffusion 1.5 (fp16) with the fine-tuned `stabilityai/sd-vae-ft-mse` VAE, as
+replicate/dreambooth uses, written in diffusers layout as safetensors. A template's own weights
+are the safety checker and, for ControlNet templates, the ControlNet and its annotator; the SD
+weights reach a template later, through /src/weights. Set HF_TOKEN (or pass --token) for gated
+repositories. Without network or token this fails with a message that says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+VAE_REPO = "stabilityai/sd-vae-ft-mse"
+SAFETY_CHECKER_REPO = "CompVis/stable-diffusion-safety-checker"
+FEATURE_EXTRACTOR_REPO = "openai/clip-vit-base-patch32"
+
+
+class DownloadError(RuntimeError):
+    pass
+
+
+def explain(error: Exception, what: str) -> DownloadError:
+    """A download failure in words: no network, no access, or a missing file."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    if isinstance(error, GatedRepoError):
+        hint = "the repository is gated: accept its license on huggingface.co and set HF_TOKEN"
+    elif isinstance(error, RepositoryNotFoundError):
+        hint = "repository not found, or private: check the name and HF_TOKEN"
+    elif isinstance(error, (LocalEntryNotFoundError, ConnectionError, OSError)):
+        hint = "the Hugging Face Hub is not reachable from this machine (no network?)"
+    else:
+        hint = f"{type(error).__name__}: {error}"
+    return DownloadError(f"could not download {what}: {hint}")
+
+
+def check_reachable(timeout: float = 5.0) -> None:
+    """Fail in seconds, not after minutes of retries, when the hub cannot be reached."""
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        raise DownloadError(
+            f"the Hugging Face Hub ({host}) is not reachable from this machine ({error}). "
+            "Run this where there is network, before `cog build`; for offline work use "
+            "script/make-tiny-weights."
+        ) from None
+
+
+def download_base(directory: Path, token: str | None) -> Path:
+    import torch
+    from diffusers import AutoencoderKL, StableDiffusionPipeline
+
+    try:
+        vae = AutoencoderKL.from_pretrained(VAE_REPO, torch_dtype=torch.float16, token=token)
+        pipeline = StableDiffusionPipeline.from_pretrained(
+            SD15_REPO,
+            variant="fp16",
+            torch_dtype=torch.float16,
+            vae=vae,
+            safety_checker=None,
+            requires_safety_checker=False,
+            token=token,
+        )
+    except Exception as error:
+        raise explain(error, f"{SD15_REPO} + {VAE_REPO}") from None
+    pipeline.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def download_safety_checker(directory: Path, token: str | None) -> Path:
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPImageProcessor
+
+    try:
+        checker = StableDiffusionSafetyChecker.from_pretrained(SAFETY_CHECKER_REPO, token=token)
+        processor = CLIPImageProcessor.from_pretrained(FEATURE_EXTRACTOR_REPO, token=token)
+    except Exception as error:
+        raise explain(error, SAFETY_CHECKER_REPO) from None
+    checker.save_pretrained(directory, safe_serialization=True)
+    processor.save_pretrained(directory)
+    return directory
+
+
+def download_template(name: str, directory: Path, token: str | None) -> Path:
+    from buildkit.template_weights import download_control_weights  # per control type
+
+    download_safety_checker(directory / "safety-checker", token)
+    download_control_weights(name, directory, token)
+    return directory
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    base = sub.add_parser("base", help="SD1.5 + ft-MSE VAE for the trainer")
+    base.add_argument("--dir", type=Path, default=Path("base-weights"))
+    template = sub.add_parser("template", help="a template's checker, ControlNet and annotator")
+    template.add_argument("name")
+    template.add_argument("--dir", type=Path, default=Path("template-weights"))
+    for command in (base, template):
+        command.add_argument("--token", default=os.environ.get("HF_TOKEN"))
+    args = parser.parse_args(argv)
+    try:
+        check_reachable()
+        if args.what == "base":
+            path = download_base(args.dir, args.token)
+        else:
+            path = download_template(args.name, args.dir, args.token)
+    except DownloadError as error:
+        sys.exit(f"download-weights: {error}")
+    print(f"weights written to {path}")
+
+
+if __name__ == "__main__":
+    main()

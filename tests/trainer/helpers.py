@@ -1,0 +1,71 @@
+"""Run the real trainer on tiny weights and read back what it produced."""
+
+from __future__ import annotations
+
+import random
+import zipfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load
+
+from trainer.config import TrainConfig
+
+FAST = dict(
+    instance_prompt="a photo of sks cat",
+    class_prompt="a photo of a cat",
+    resolution=64,
+    max_train_steps=3,
+    learning_rate=1e-4,
+    num_class_images=1,
+    sample_batch_size=1,
+    checkpointing_steps=0,
+    seed=0,
+)
+
+
+def train(monkeypatch, base: Path, photos: Path, work: Path, **overrides):
+    """One in-process training run; returns trainer.job.Result."""
+    from trainer import job
+
+    monkeypatch.setenv("BASE_MODEL_DIR", str(base))
+    monkeypatch.setenv("TRAINER_WORK_DIR", str(work))
+    return job.train(TrainConfig(**{**FAST, "instance_data": photos, **overrides}))
+
+
+def weights(output: Path, part: str = "unet") -> dict[str, torch.Tensor]:
+    name = {
+        "unet": "unet/diffusion_pytorch_model.safetensors",
+        "text_encoder": "text_encoder/model.safetensors",
+    }[part]
+    with zipfile.ZipFile(output) as archive:
+        return load(archive.read(name))
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@torch.no_grad()
+def instance_loss(folder: Path, photos: list, prompt: str, base: Path) -> float:
+    """Denoising loss of the pipeline in `folder` on the photos, with fixed noise and steps."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from trainer.data import square_crop, to_tensor
+
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+    text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder")
+    vae = AutoencoderKL.from_pretrained(base, subfolder="vae")
+    tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")
+    scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler")
+    pixels = torch.stack([to_tensor(square_crop(p, 64, True, random.Random(0))) for p in photos])
+    latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+    hidden = text_encoder(tokenizer([prompt] * len(photos), return_tensors="pt").input_ids)[0]
+    generator, losses = torch.Generator().manual_seed(123), []
+    for _ in range(20):
+        noise = torch.randn(latents.shape, generator=generator)
+        steps = torch.randint(0, 1000, (len(photos),), generator=generator)
+        prediction = unet(scheduler.add_noise(latents, noise, steps), steps, hidden).sample
+        losses.append(torch.nn.functional.mse_loss(prediction, noise).item())
+    return sum(losses) / len(losses)

@@ -17,7 +17,7 @@ import torch
 from diffusers.optimization import get_scheduler
 
 from trainer.checkpoints import CheckpointStore, TrainingState
-from trainer.config import TrainConfig
+from trainer.config import LRScheduler, TrainConfig
 from trainer.data import TrainingSet
 from trainer.loss import denoising_loss, loss_weights, sample_noise, sample_timesteps, target_for
 from trainer.methods import TrainingMethod
@@ -48,9 +48,13 @@ def make_optimizer(cfg: TrainConfig, parameters, lr: float) -> torch.optim.Optim
 
 
 def make_schedule(cfg: TrainConfig, optimizer, total: int, world: int):
+    # diffusers' "constant" ignores warmup; asking for warmup means constant after warming up.
+    name = cfg.lr_scheduler
+    if name is LRScheduler.CONSTANT and cfg.lr_warmup_steps:
+        name = LRScheduler.CONSTANT_WITH_WARMUP
     # accelerate steps a prepared scheduler once per process, hence the factor `world`.
     return get_scheduler(
-        cfg.lr_scheduler.value,
+        name.value,
         optimizer=optimizer,
         num_warmup_steps=cfg.lr_warmup_steps * world,
         num_training_steps=total * world,

@@ -127,7 +127,10 @@ class Inputs:
         default="constant", choices=LR_SCHEDULERS, description="Learning-rate schedule."
     )
     lr_warmup_steps = Input(
-        default=0, ge=0, le=100000, description="Warmup steps of the learning-rate schedule."
+        default=0,
+        ge=0,
+        le=100000,
+        description="Steps over which the learning rate rises linearly from 0 (with 'constant' this means constant after warmup).",
     )
     use_8bit_adam = Input(
         default=False, description="Use bitsandbytes' 8-bit AdamW: less optimizer memory."

@@ -1,0 +1,95 @@
+"""The trainer through Cog's real HTTP server, as `cog predict` / `cog train` send requests."""
+
+import io
+import zipfile
+
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline
+
+from core.manifest import Manifest
+from tests.cog_server import CogServer, data_uri, decode_data_uri, succeeded
+
+REQUEST = dict(
+    instance_prompt="a photo of sks cat",
+    class_prompt="a photo of a cat",
+    resolution=64,
+    max_train_steps=4,
+    num_class_images=1,
+    learning_rate=1e-4,
+)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, tiny_sd15):
+    work = tmp_path_factory.mktemp("server-work")
+    return {
+        "BASE_MODEL_DIR": str(tiny_sd15),
+        "TRAINER_WORK_DIR": str(work),
+        "COG_TEST_LOG_DIR": str(work),
+    }
+
+
+@pytest.fixture(scope="module")
+def server(env):
+    with CogServer("trainer", env=env) as running:
+        yield running
+
+
+def unzip(uri: str, into) -> Manifest:
+    with zipfile.ZipFile(io.BytesIO(decode_data_uri(uri))) as archive:
+        archive.extractall(into)
+    return Manifest.read(into)
+
+
+def test_prediction_returns_output_zip_that_diffusers_loads(server, photo_zip, tmp_path):
+    status, body = server.predict(instance_data=data_uri(photo_zip, "application/zip"), **REQUEST)
+    succeeded(status, body)
+    assert body["output"].startswith("data:application/zip;base64,")
+    manifest = unzip(body["output"], tmp_path / "weights")
+    assert manifest.instance_prompt == "a photo of sks cat" and manifest.token == "sks"
+    pipeline = StableDiffusionPipeline.from_pretrained(tmp_path / "weights")
+    image = pipeline(
+        "a photo of sks cat",
+        num_inference_steps=2,
+        height=64,
+        width=64,
+        generator=torch.Generator().manual_seed(0),
+    ).images[0]
+    assert image.size == (64, 64)
+    assert body["metrics"]["steps"] == 4
+    assert "step 4/4 | loss" in body["logs"]
+
+
+def test_bad_inputs_get_422_naming_the_field(server):
+    status, body = server.predict(
+        instance_prompt="a sks cat",
+        class_prompt="a cat",
+        instance_data="data:application/zip;base64,UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==",
+        lr_scheduler="warp",
+        resolution=16,
+    )
+    assert status == 422
+    assert {error["loc"][-1] for error in body["detail"]} == {"lr_scheduler", "resolution"}
+
+
+def test_a_bad_archive_fails_with_its_name_and_the_server_keeps_serving(
+    server, tmp_path, photo_zip
+):
+    text = tmp_path / "notes.txt"
+    text.write_text("not photos")
+    status, body = server.predict(instance_data=data_uri(text, "text/plain"), **REQUEST)
+    assert status == 200 and body["status"] == "failed"
+    assert "instance_data:" in body["error"] and "is not an archive" in body["error"]
+    assert "Traceback" not in body["error"]
+    assert server.health()["status"] == "READY"
+
+
+def test_a_training_returns_weights(env, photo_zip, tmp_path):
+    with CogServer("trainer", env=env, mode="train") as training:
+        status, body = training.train(
+            instance_data=data_uri(photo_zip, "application/zip"), **{**REQUEST, "seed": 5}
+        )
+    succeeded(status, body)
+    manifest = unzip(body["output"]["weights"], tmp_path / "weights")
+    assert manifest.method.value == "dreambooth"

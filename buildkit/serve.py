@@ -49,7 +49,14 @@ def server_env(target: targets.Target, root: Path, mode: str, port: int | None) 
     return env
 
 
-def prepare(target_name: str, root: Path, mode: str) -> targets.Target:
+def prepare(target_name: str, root: Path, mode: str, context: bool = False) -> targets.Target:
+    if context:  # a built context: its own cog.yaml and schema, as in the image
+        target = targets.from_cog_yaml(root / "cog.yaml")
+        if target.name != target_name:
+            raise SystemExit(f"{root} is a build context for {target.name}, not {target_name}")
+        if not (root / ".cog" / "openapi_schema.json").is_file():
+            schema.write(root, target.run, target.train)
+        return target
     target = targets.get(target_name)
     if mode == "train" and not target.train:
         raise SystemExit(f"{target_name} has no train: entry; only the trainer can --mode train")
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--context", type=Path, help="serve a built context instead of the repo")
     args = parser.parse_args(argv)
     root = (args.context or targets.REPO_ROOT).resolve()
-    target = prepare(args.target, root, args.mode)
+    target = prepare(args.target, root, args.mode, context=args.context is not None)
     env = server_env(target, root, args.mode, args.port)
     os.chdir(root)
     command = server_command(args.host, args.mode)

@@ -42,6 +42,21 @@ class Target:
         return "\n".join(lines) + "\n"
 
 
+def from_cog_yaml(path: Path) -> Target:
+    """The target a (rendered) cog.yaml describes, as `cog build` would read it."""
+    import yaml
+
+    config = yaml.safe_load(Path(path).read_text())
+    ref = config.get("run") or config.get("predict")
+    environment = dict(item.split("=", 1) for item in config.get("environment", []))
+    return Target(
+        name=environment.get("TEMPLATE", TRAINER),
+        run=ref,
+        train=config.get("train"),
+        environment=environment,
+    )
+
+
 def trainer_target() -> Target:
     return Target(
         name=TRAINER,
@@ -60,7 +75,11 @@ def all_targets() -> dict[str, Target]:
         targets[spec.name] = Target(
             name=spec.name,
             run=spec.cog_ref,
-            environment={"TEMPLATE": spec.name, "WEIGHTS_DIR": "/src/weights"},
+            environment={
+                "TEMPLATE": spec.name,
+                "WEIGHTS_DIR": "/src/weights",
+                "TEMPLATE_WEIGHTS_DIR": "/src/template-weights",
+            },
             description=f"{spec.name} template: weight-less until /src/weights is copied in",
         )
     return targets

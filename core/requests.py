@@ -1,0 +1,75 @@
+"""One generation request, typed and checked before any work is done."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from PIL import Image
+
+from core.errors import UserError
+from core.schedulers import SCHEDULERS
+
+MAX_PROMPT_CHARS = 2000
+
+
+class Mode(str, Enum):
+    TXT2IMG = "txt2img"
+    IMG2IMG = "img2img"
+    INPAINT = "inpaint"
+    CONTROLNET = "controlnet"
+    CONTROLNET_IMG2IMG = "controlnet_img2img"
+    CONTROLNET_INPAINT = "controlnet_inpaint"
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str
+    negative_prompt: str | None = None
+    image: Image.Image | None = None
+    mask: Image.Image | None = None
+    control_image: Image.Image | None = None
+    width: int = 512
+    height: int = 512
+    num_outputs: int = 1
+    num_inference_steps: int = 50
+    guidance_scale: float = 7.5
+    prompt_strength: float = 0.8
+    scheduler: str = "DPMSolverMultistep"
+    seed: int = 0
+    disable_safety_check: bool = False
+    controlnet_conditioning_scale: float = 1.0
+    control_params: dict = field(default_factory=dict)
+    return_processed_control: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value % 8 or not 64 <= value <= 2048:
+                raise UserError(f"{name}={value} must be a multiple of 8 from 64 to 2048")
+        for name in ("prompt", "negative_prompt"):
+            value = getattr(self, name) or ""
+            if len(value) > MAX_PROMPT_CHARS:
+                raise UserError(
+                    f"{name} has {len(value)} characters; at most {MAX_PROMPT_CHARS} are allowed"
+                )
+        if self.scheduler not in SCHEDULERS:
+            raise UserError(f"scheduler={self.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+        if self.mask is not None and self.image is None:
+            raise UserError("mask needs an image: give the image to inpaint as well")
+        if self.mask is not None and self.mask.size != self.image.size:
+            raise UserError(
+                f"mask is {self.mask.size[0]}x{self.mask.size[1]} but image is "
+                f"{self.image.size[0]}x{self.image.size[1]}; they must match"
+            )
+        if not 1 <= self.num_outputs <= 10:
+            raise UserError(f"num_outputs={self.num_outputs} must be 1 to 10")
+
+    @property
+    def mode(self) -> Mode:
+        control = self.control_image is not None
+        if self.mask is not None:
+            return Mode.CONTROLNET_INPAINT if control else Mode.INPAINT
+        if self.image is not None:
+            return Mode.CONTROLNET_IMG2IMG if control else Mode.IMG2IMG
+        return Mode.CONTROLNET if control else Mode.TXT2IMG

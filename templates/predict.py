@@ -1,0 +1,176 @@
+"""Cog adapters for every template: declare inputs, build a request, stream images.
+
+    Vanilla     vanilla                     txt2img, img2img (image), inpainting (image + mask)
+    ControlNet  controlnet-<type>           + control_image (any mode), type from $TEMPLATE
+    Canny       controlnet-canny            + the Canny thresholds
+
+Inputs keep dream-templates' names and defaults. Each is declared once in `Inputs`; `cog build`
+reads the signatures statically and resolves such references only within this file, and reads
+`choices` only from literals here: SCHEDULER_CHOICES is pinned to core.schedulers.SCHEDULERS by
+tests/templates/test_adapters.py.
+"""
+
+from collections.abc import Iterator
+
+from cog import BaseRunner, Input, Path
+
+from templates.base import TemplateRunner
+
+SCHEDULER_CHOICES = [
+    "DDIM",
+    "DPMSolverMultistep",
+    "HeunDiscrete",
+    "K_EULER_ANCESTRAL",
+    "K_EULER",
+    "KLMS",
+    "PNDM",
+    "UniPCMultistep",
+    "KarrasDPM",
+]
+
+
+class Inputs:
+    prompt = Input(
+        default=None,
+        max_length=2000,
+        description="Input prompt; weighted syntax such as 'a (red)++ car' works. Leave empty for the instance prompt the weights were trained with.",
+    )
+    negative_prompt = Input(
+        default=None,
+        max_length=2000,
+        description="What not to see in the image (same weighting syntax).",
+    )
+    image = Input(
+        default=None,
+        description="Initial image: img2img, or inpainting with mask. Resized to width x height.",
+    )
+    mask = Input(
+        default=None,
+        description="Inpainting mask, the same size as image: white is repainted, black is kept.",
+    )
+    control_image = Input(
+        default=None,
+        description="Image for the ControlNet: the template's annotator turns it into the control (edges, depth, pose…).",
+    )
+    width = Input(
+        default=512, ge=64, le=1024, description="Width of the output in pixels: a multiple of 8."
+    )
+    height = Input(
+        default=512, ge=64, le=1024, description="Height of the output in pixels: a multiple of 8."
+    )
+    num_outputs = Input(
+        default=1,
+        ge=1,
+        le=10,
+        description="Number of images to generate; they stream as they are made.",
+    )
+    num_inference_steps = Input(default=50, ge=1, le=500, description="Number of denoising steps.")
+    guidance_scale = Input(
+        default=7.5, ge=1.0, le=20.0, description="Scale for classifier-free guidance."
+    )
+    prompt_strength = Input(
+        default=0.8,
+        ge=0.0,
+        le=1.0,
+        description="With image: how much to change it (1.0 ignores it).",
+    )
+    scheduler = Input(
+        default="DPMSolverMultistep", choices=SCHEDULER_CHOICES, description="Sampler."
+    )
+    seed = Input(
+        default=None,
+        ge=0,
+        le=4294967295,
+        description="Random seed; leave empty for a random one (it is logged). Image i uses seed + i.",
+    )
+    disable_safety_check = Input(
+        default=False, description="Skip the safety checker, which otherwise drops flagged images."
+    )
+    controlnet_conditioning_scale = Input(
+        default=1.0, ge=0.0, le=4.0, description="How strongly the control image steers the image."
+    )
+    return_processed_control = Input(
+        default=False, description="Also return the annotator's control image (first)."
+    )
+    low_threshold = Input(default=100, ge=1, le=255, description="Canny low threshold.")
+    high_threshold = Input(default=200, ge=1, le=255, description="Canny high threshold.")
+
+
+class Vanilla(TemplateRunner, BaseRunner):
+    default_template = "vanilla"
+
+    def run(
+        self,
+        prompt: str | None = Inputs.prompt,
+        negative_prompt: str | None = Inputs.negative_prompt,
+        image: Path | None = Inputs.image,
+        mask: Path | None = Inputs.mask,
+        width: int = Inputs.width,
+        height: int = Inputs.height,
+        num_outputs: int = Inputs.num_outputs,
+        num_inference_steps: int = Inputs.num_inference_steps,
+        guidance_scale: float = Inputs.guidance_scale,
+        prompt_strength: float = Inputs.prompt_strength,
+        scheduler: str = Inputs.scheduler,
+        seed: int | None = Inputs.seed,
+        disable_safety_check: bool = Inputs.disable_safety_check,
+    ) -> Iterator[Path]:
+        inputs = dict(locals())
+        del inputs["self"]
+        yield from self.generate(inputs)
+
+
+class ControlNet(TemplateRunner, BaseRunner):
+    default_template = "controlnet-depth"
+
+    def run(
+        self,
+        prompt: str | None = Inputs.prompt,
+        negative_prompt: str | None = Inputs.negative_prompt,
+        control_image: Path | None = Inputs.control_image,
+        image: Path | None = Inputs.image,
+        mask: Path | None = Inputs.mask,
+        width: int = Inputs.width,
+        height: int = Inputs.height,
+        num_outputs: int = Inputs.num_outputs,
+        num_inference_steps: int = Inputs.num_inference_steps,
+        guidance_scale: float = Inputs.guidance_scale,
+        prompt_strength: float = Inputs.prompt_strength,
+        scheduler: str = Inputs.scheduler,
+        seed: int | None = Inputs.seed,
+        disable_safety_check: bool = Inputs.disable_safety_check,
+        controlnet_conditioning_scale: float = Inputs.controlnet_conditioning_scale,
+        return_processed_control: bool = Inputs.return_processed_control,
+    ) -> Iterator[Path]:
+        inputs = dict(locals())
+        del inputs["self"]
+        yield from self.generate(inputs)
+
+
+class Canny(TemplateRunner, BaseRunner):
+    default_template = "controlnet-canny"
+
+    def run(
+        self,
+        prompt: str | None = Inputs.prompt,
+        negative_prompt: str | None = Inputs.negative_prompt,
+        control_image: Path | None = Inputs.control_image,
+        image: Path | None = Inputs.image,
+        mask: Path | None = Inputs.mask,
+        width: int = Inputs.width,
+        height: int = Inputs.height,
+        num_outputs: int = Inputs.num_outputs,
+        num_inference_steps: int = Inputs.num_inference_steps,
+        guidance_scale: float = Inputs.guidance_scale,
+        prompt_strength: float = Inputs.prompt_strength,
+        scheduler: str = Inputs.scheduler,
+        seed: int | None = Inputs.seed,
+        disable_safety_check: bool = Inputs.disable_safety_check,
+        controlnet_conditioning_scale: float = Inputs.controlnet_conditioning_scale,
+        return_processed_control: bool = Inputs.return_processed_control,
+        low_threshold: int = Inputs.low_threshold,
+        high_threshold: int = Inputs.high_threshold,
+    ) -> Iterator[Path]:
+        inputs = dict(locals())
+        del inputs["self"]
+        yield from self.generate(inputs)

@@ -27,16 +27,22 @@ def server_command(host: str, mode: str) -> list[str]:
     return command
 
 
-def server_env(target: targets.Target, root: Path, mode: str, port: int | None) -> dict[str, str]:
+def server_env(
+    target: targets.Target, root: Path, port: int | None, baked: bool = False
+) -> dict[str, str]:
     """The environment the image would have: cog.yaml's `environment:` plus Cog's own variables.
 
     Paths in the target's environment point into /src in the image; locally they are resolved
-    under `root` unless the caller already set them.
+    under `root`. The caller's own values win, except for a built context (`baked`), whose
+    cog.yaml environment is what its image would have.
     """
     env = dict(os.environ)
     for key, value in target.environment.items():
         local = str(root / value.removeprefix("/src/")) if value.startswith("/src/") else value
-        env.setdefault(key, local)
+        if baked:
+            env[key] = local
+        else:
+            env.setdefault(key, local)
     env["COG_PREDICT_TYPE_STUB"] = target.run
     if target.train:
         env["COG_TRAIN_TYPE_STUB"] = target.train
@@ -74,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     root = (args.context or targets.REPO_ROOT).resolve()
     target = prepare(args.target, root, args.mode, context=args.context is not None)
-    env = server_env(target, root, args.mode, args.port)
+    env = server_env(target, root, args.port, baked=args.context is not None)
     os.chdir(root)
     command = server_command(args.host, args.mode)
     os.execvpe(command[0], command, env)

@@ -94,6 +94,15 @@ class CogServer:
         with urllib.request.urlopen(f"{self.url}/health-check", timeout=5) as response:
             return json.loads(response.read())
 
+    def settles_ready(self, seconds: float = 15) -> bool:
+        """True once the server reports READY again (it is BUSY briefly after a prediction)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.health()["status"] == "READY":
+                return True
+            time.sleep(0.1)
+        return False
+
     def wait_ready(self) -> dict:
         deadline = time.monotonic() + self.setup_timeout
         while time.monotonic() < deadline:
@@ -112,6 +121,15 @@ class CogServer:
         raise TimeoutError(f"server not ready in {self.setup_timeout}s:\n{self.logs()[-4000:]}")
 
     def post(self, endpoint: str, payload: dict, timeout: float = 900) -> tuple[int, dict]:
+        """POST JSON; retries briefly on 409, which coglet answers while it frees the last slot."""
+        for _ in range(50):
+            status, body = self._post_once(endpoint, payload, timeout)
+            if status != 409:
+                return status, body
+            time.sleep(0.2)
+        return status, body
+
+    def _post_once(self, endpoint: str, payload: dict, timeout: float) -> tuple[int, dict]:
         request = urllib.request.Request(
             f"{self.url}{endpoint}",
             data=json.dumps(payload).encode(),

@@ -82,7 +82,7 @@ def test_a_bad_archive_fails_with_its_name_and_the_server_keeps_serving(
     assert status == 200 and body["status"] == "failed"
     assert "instance_data:" in body["error"] and "is not an archive" in body["error"]
     assert "Traceback" not in body["error"]
-    assert server.health()["status"] == "READY"
+    assert server.settles_ready()
 
 
 def test_a_training_returns_weights(env, photo_zip, tmp_path):

@@ -1,0 +1,56 @@
+"""Weight-less boot, and the template-owned safety checker."""
+
+import numpy as np
+import pytest
+
+from core.pipelines import Engine
+from core.requests import GenerationRequest
+from core.weights import find
+from tests.cog_server import succeeded
+from tests.templates.helpers import SMALL, serve
+
+
+@pytest.mark.parametrize("name", ["vanilla", "controlnet-canny"])
+def test_a_template_without_weights_boots_and_says_so(name, template_weights, tmp_path):
+    with serve(name, None, template_weights(name), tmp_path) as server:
+        assert server.health()["status"] == "READY"
+        status, body = server.predict(prompt="a cat", **SMALL)
+    assert status == 200 and body["status"] == "failed"
+    assert "This is a template" in body["error"] and "/src/weights" in body["error"]
+
+
+def test_the_safety_checker_drops_flagged_images_and_can_be_disabled(
+    trained_weights, template_weights, tmp_path
+):
+    strict = template_weights("vanilla", flag_everything=True)
+    with serve("vanilla", trained_weights, strict, tmp_path) as server:
+        status, body = server.predict(**SMALL, num_outputs=2, seed=1)
+        assert status == 200 and body["status"] == "failed"
+        assert "all 2 images were flagged by the safety checker" in body["error"]
+        kept = succeeded(*server.predict(**SMALL, num_outputs=2, disable_safety_check=True))
+        assert len(kept["output"]) == 2
+
+
+def test_a_template_without_its_safety_checker_refuses_unless_disabled(trained_weights, tmp_path):
+    empty = tmp_path / "template-weights"
+    empty.mkdir()
+    with serve("vanilla", trained_weights, empty, tmp_path) as server:
+        status, body = server.predict(**SMALL)
+        assert status == 200 and body["status"] == "failed"
+        assert "safety checker is missing" in body["error"]
+        succeeded(*server.predict(**SMALL, disable_safety_check=True))
+
+
+class FlagOdd:
+    def flagged(self, image):  # stands in for the checker: flags every second image
+        self.calls = getattr(self, "calls", 0) + 1
+        return self.calls % 2 == 0
+
+
+def test_only_flagged_images_are_dropped(trained_weights, template_weights, capsys):
+    engine = Engine.load(find(trained_weights), template_dir=template_weights("vanilla"))
+    engine.checker = FlagOdd()
+    request = GenerationRequest(prompt="a cat", seed=10, num_outputs=4, **SMALL)
+    kept = [np.asarray(image) for image in engine.generate(request)]
+    assert len(kept) == 2
+    assert "image 1 (seed 11) was flagged" in capsys.readouterr().out

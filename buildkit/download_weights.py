@@ -117,6 +117,14 @@ def main(argv: list[str] | None = None) -> None:
     for command in (base, template):
         command.add_argument("--token", default=os.environ.get("HF_TOKEN"))
     args = parser.parse_args(argv)
+    if args.what == "template":
+        from templates.specs import TEMPLATES
+
+        if args.name not in TEMPLATES:
+            sys.exit(
+                f"download-weights: unknown template {args.name!r}; "
+                f"choose one of {', '.join(TEMPLATES)}"
+            )
     try:
         check_reachable()
         if args.what == "base":

@@ -104,12 +104,12 @@ def tiny_text_encoder(seed: int = 0):
     return CLIPTextModel(_text_config())
 
 
-def tiny_sd15_pipeline(seed: int = 0):
+def tiny_sd15_pipeline(seed: int = 0, inpainting: bool = False):
     from diffusers import PNDMScheduler, StableDiffusionPipeline
     from transformers import CLIPImageProcessor
 
     return StableDiffusionPipeline(
-        unet=tiny_unet(seed),
+        unet=tiny_unet(seed, in_channels=9 if inpainting else 4),  # 9: latents, mask, masked image
         vae=tiny_vae(seed),
         text_encoder=tiny_text_encoder(seed),
         tokenizer=clip_tokenizer(),
@@ -120,10 +120,10 @@ def tiny_sd15_pipeline(seed: int = 0):
     )
 
 
-def write_sd15(directory: Path, seed: int = 0) -> Path:
+def write_sd15(directory: Path, seed: int = 0, inpainting: bool = False) -> Path:
     """A tiny SD1.5 pipeline in `save_pretrained` layout (safetensors only)."""
     directory = Path(directory)
-    tiny_sd15_pipeline(seed).save_pretrained(directory, safe_serialization=True)
+    tiny_sd15_pipeline(seed, inpainting).save_pretrained(directory, safe_serialization=True)
     return directory
 
 

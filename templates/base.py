@@ -6,29 +6,18 @@ build step copies weights in; `run` then fails with one clear message.
 
 from __future__ import annotations
 
-import logging
 import random
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from core import weights
+from core import logs, weights
 from core.errors import UserError
 from core.images import open_mask, open_rgb
 from core.pipelines import Engine
 from core.requests import GenerationRequest
 from templates.specs import TemplateSpec, current
-
-
-def quiet_libraries() -> None:
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
 
 
 class TemplateRunner:
@@ -39,8 +28,7 @@ class TemplateRunner:
     engine: Engine | None
 
     def setup(self) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-        quiet_libraries()
+        logs.configure()
         self.spec = current(self.default_template)
         self.outputs = Path(tempfile.mkdtemp(prefix=f"{self.spec.name}-outputs-"))
         self.sd = weights.find()

@@ -197,8 +197,10 @@ def _train(inputs: dict):
 
 class Predictor(BaseRunner):
     def setup(self) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+        from core import logs
         from core.errors import WeightsMissingError
+
+        logs.configure()
         from trainer.base_model import base_model_dir, describe_base
 
         try:
@@ -301,6 +303,8 @@ def train(
     resume: bool = Inputs.resume,
 ) -> TrainingOutput:
     """The same training, for `train:` in cog.yaml (POST /trainings with --x-mode train)."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     inputs = dict(locals())
+    from core import logs
+
+    logs.configure()
     return TrainingOutput(weights=_train(inputs))

@@ -3,9 +3,9 @@ import subprocess
 import pytest
 
 from buildkit.build_template import build, dockerfile
+from buildkit.cog_client import CogServer, succeeded
 from buildkit.targets import from_cog_yaml
 from templates.specs import TEMPLATES
-from tests.cog_server import CogServer, succeeded
 from tests.templates.helpers import SMALL
 
 REPO_SCRIPT = "script/build-template"

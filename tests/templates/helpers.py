@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from buildkit.cog_client import CogServer
 from buildkit.sample_photos import photo
-from tests.cog_server import CogServer
 
 SMALL = dict(width=64, height=64, num_inference_steps=2)
 
@@ -21,7 +21,7 @@ def image_uri(image: Image.Image) -> str:
 
 
 def decode_image(uri: str) -> Image.Image:
-    from tests.cog_server import decode_data_uri
+    from buildkit.cog_client import decode_data_uri
 
     return Image.open(io.BytesIO(decode_data_uri(uri))).convert("RGB")
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from buildkit.cog_client import succeeded
 from core.controls import ControlType
-from tests.cog_server import succeeded
 from tests.templates.helpers import SMALL, decode_image, image_uri, photo_uri, serve
 
 

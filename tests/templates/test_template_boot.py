@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from buildkit.cog_client import succeeded
 from core.pipelines import Engine
 from core.requests import GenerationRequest
 from core.weights import find
-from tests.cog_server import succeeded
 from tests.templates.helpers import SMALL, serve
 
 

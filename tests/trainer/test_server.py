@@ -7,8 +7,8 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 
+from buildkit.cog_client import CogServer, data_uri, decode_data_uri, succeeded
 from core.manifest import Manifest
-from tests.cog_server import CogServer, data_uri, decode_data_uri, succeeded
 
 REQUEST = dict(
     instance_prompt="a photo of sks cat",

@@ -1,4 +1,4 @@
-"""Drive a target through Cog's real HTTP server, exactly as `cog predict`/`cog train` would.
+"""A client for Cog's real HTTP server, sending requests exactly as `cog predict`/`cog train` do.
 
 Files go in as data URIs (what `cog predict -i x=@file` sends); file outputs come back as data
 URIs and are decoded here.
@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent  # the repository root
 
 
 def data_uri(path: Path | str, mime: str | None = None) -> str:
@@ -148,11 +148,13 @@ class CogServer:
         return self.post("/trainings", {"input": inputs}, timeout)
 
 
+class PredictionFailedError(RuntimeError):
+    pass
+
+
 def succeeded(status: int, body: dict) -> dict:
-    """Assert a prediction succeeded, with its error and logs in the failure message."""
-    assert status == 200 and body.get("status") == "succeeded", (
-        f"HTTP {status}: {body.get('status')} {body.get('error')}\n{body.get('logs', '')[-3000:]}"
-        if isinstance(body, dict)
-        else body
-    )
+    """The response body of a successful prediction; otherwise its error and logs, raised."""
+    if status != 200 or body.get("status") != "succeeded":
+        summary = f"HTTP {status}: {body.get('status')} {body.get('error')}"
+        raise PredictionFailedError(f"{summary}\n{body.get('logs', '')[-3000:]}")
     return body

@@ -9,6 +9,7 @@ Images are generated one at a time (seed, seed+1, …) so they stream as they ar
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,25 @@ PIPELINES = {
     },
 }
 CONTROL_MODES = {Mode.CONTROLNET, Mode.CONTROLNET_IMG2IMG, Mode.CONTROLNET_INPAINT}
+
+
+def optimize(pipeline) -> None:
+    """Opt-in speed-ups from $INFERENCE_OPTIMIZATIONS (comma-separated): channels_last, compile.
+
+    Attention already runs through PyTorch SDPA; torch.compile pays off only on a GPU, after a
+    warm-up of the first requests.
+    """
+    chosen = {o.strip() for o in os.environ.get("INFERENCE_OPTIMIZATIONS", "").split(",") if o}
+    unknown = chosen - {"channels_last", "compile"}
+    if unknown:
+        raise UserError(
+            f"INFERENCE_OPTIMIZATIONS: unknown {', '.join(sorted(unknown))}; "
+            "allowed: channels_last, compile"
+        )
+    if "channels_last" in chosen:
+        pipeline.unet.to(memory_format=torch.channels_last)
+    if "compile" in chosen:
+        pipeline.unet = torch.compile(pipeline.unet)
 
 
 def device_and_dtype() -> tuple[str, torch.dtype]:
@@ -79,6 +99,7 @@ class Engine:
             local_files_only=True,
         ).to(device)
         base.set_progress_bar_config(disable=True)
+        optimize(base)
         prompts = PromptEncoder(base.tokenizer, base.text_encoder)
         engine = cls(weights.family, base, prompts, dtype=dtype)
         if control is not None:

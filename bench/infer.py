@@ -19,13 +19,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from bench import workers
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "a photo of sks cat on the moon"
@@ -114,12 +114,7 @@ def baseline(args, weights: Path) -> dict:
 
 
 def child(args, side: str, weights: Path, template: Path) -> dict:
-    command = [
-        sys.executable,
-        "-m",
-        "bench.infer",
-        "--worker",
-        side,
+    flags = [
         "--weights",
         str(weights),
         "--template",
@@ -133,9 +128,7 @@ def child(args, side: str, weights: Path, template: Path) -> dict:
         "--repeats",
         str(args.repeats),
     ]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    line = next(row for row in output.splitlines() if row.startswith("RESULT "))
-    return json.loads(line.removeprefix("RESULT "))
+    return workers.run("bench.infer", side, flags)
 
 
 def make_weights(args, folder: Path) -> tuple[Path, Path]:
@@ -165,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.worker == "ours"
             else baseline(args, args.weights)
         )
-        print("RESULT " + json.dumps(result), flush=True)
+        workers.report(result)
         return
     with tempfile.TemporaryDirectory() as folder:
         weights, template = make_weights(args, Path(folder))

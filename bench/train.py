@@ -17,13 +17,13 @@ import argparse
 import json
 import platform
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from bench import workers
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT, CLASS_PROMPT = "a photo of sks cat", "a photo of a cat"
@@ -96,25 +96,13 @@ def worker(args) -> None:
         else:
             result = run_baseline(args, base, photos)
     result.update(peak_memory_mb())
-    print("RESULT " + json.dumps(result), flush=True)
+    workers.report(result)
 
 
 def child(args, side: str, base: Path, photos: Path) -> dict:
-    command = [
-        sys.executable,
-        "-m",
-        "bench.train",
-        "--worker",
-        side,
-        "--base",
-        str(base),
-        "--photos",
-        str(photos),
-        *forwarded(args),
-    ]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    line = next(row for row in output.splitlines() if row.startswith("RESULT "))
-    return json.loads(line.removeprefix("RESULT "))
+    return workers.run(
+        "bench.train", side, ["--base", str(base), "--photos", str(photos), *forwarded(args)]
+    )
 
 
 def forwarded(args) -> list[str]:

@@ -4,11 +4,10 @@ import io
 import zipfile
 
 import pytest
-import torch
-from diffusers import StableDiffusionPipeline
 
 from buildkit.cog_client import CogServer, data_uri, decode_data_uri, succeeded
 from core.manifest import Manifest
+from tests.pipeline_check import generate
 
 REQUEST = dict(
     instance_prompt="a photo of sks cat",
@@ -48,15 +47,7 @@ def test_prediction_returns_output_zip_that_diffusers_loads(server, photo_zip, t
     assert body["output"].startswith("data:application/zip;base64,")
     manifest = unzip(body["output"], tmp_path / "weights")
     assert manifest.instance_prompt == "a photo of sks cat" and manifest.token == "sks"
-    pipeline = StableDiffusionPipeline.from_pretrained(tmp_path / "weights")
-    image = pipeline(
-        "a photo of sks cat",
-        num_inference_steps=2,
-        height=64,
-        width=64,
-        generator=torch.Generator().manual_seed(0),
-    ).images[0]
-    assert image.size == (64, 64)
+    assert generate(tmp_path / "weights").size == (64, 64)
     assert body["metrics"]["steps"] == 4
     assert "step 4/4 | loss" in body["logs"]
 

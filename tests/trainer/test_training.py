@@ -9,10 +9,10 @@ import time
 import zipfile
 from pathlib import Path
 
-from trainer.photos import load_archive
-
 from core.manifest import Family, Manifest, Method, Part
+from tests.pipeline_check import generate
 from tests.trainer.helpers import instance_loss, same, train, weights
+from trainer.photos import load_archive
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,20 +91,9 @@ def test_output_zip_is_the_contract_templates_read(monkeypatch, tmp_path, tiny_s
 
 
 def test_loaded_output_generates_an_image(monkeypatch, tmp_path, tiny_sd15, photo_zip):
-    import torch
-    from diffusers import StableDiffusionPipeline
-
     result = train(monkeypatch, tiny_sd15, photo_zip, tmp_path / "work")
     zipfile.ZipFile(result.output).extractall(tmp_path / "out")
-    pipeline = StableDiffusionPipeline.from_pretrained(tmp_path / "out")
-    image = pipeline(
-        "a photo of sks cat",
-        num_inference_steps=2,
-        height=64,
-        width=64,
-        generator=torch.Generator().manual_seed(0),
-    ).images[0]
-    assert image.size == (64, 64)
+    assert generate(tmp_path / "out").size == (64, 64)
 
 
 def run_cli(work: Path, base: Path, photos: Path, steps: int) -> subprocess.Popen:

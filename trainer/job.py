@@ -116,7 +116,7 @@ def prior_images(cfg, base, run_dir, accelerator) -> list:
             )
         ]
     return class_images.class_images(
-        wanted=max(cfg.num_class_images, len(user)),
+        wanted=cfg.num_class_images or len(user),
         user_images=user,
         class_prompt=cfg.class_prompt,
         base_fingerprint=base.fingerprint,

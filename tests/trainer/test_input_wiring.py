@@ -100,6 +100,17 @@ def test_class_data_is_used_before_generating(monkeypatch, shared, tmp_path, cap
     result = run(monkeypatch, shared, "class_data", class_data=classes)
     assert "generating" not in capsys.readouterr().out
     assert not same(weights(result.output), shared["unet"])
+    run(monkeypatch, shared, "class_data_topped_up", class_data=classes, num_class_images=2)
+    assert "generating 1 class images" in capsys.readouterr().out  # the user's one, plus one
+
+
+def test_only_num_class_images_of_the_class_data_are_used(monkeypatch, shared, tmp_path, caplog):
+    classes = write_photo_zip(
+        tmp_path / "cats.zip", names=("chelsea", "coffee", "rocket"), size=(80, 80)
+    )
+    with caplog.at_level("INFO", logger="trainer.class_images"):
+        run(monkeypatch, shared, "class_data_capped", class_data=classes, num_class_images=2)
+    assert "using 2 class images from class_data" in caplog.text
 
 
 def test_frozen_text_encoder_stays_the_base_one(monkeypatch, shared):

@@ -141,6 +141,23 @@ class CogServer:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"{}")
 
+    def stream(self, timeout: float = 900, **inputs) -> list[tuple[str, dict]]:
+        """POST /predictions asking for server-sent events; returns (event, data) in order."""
+        request = urllib.request.Request(
+            f"{self.url}/predictions",
+            data=json.dumps({"input": inputs}).encode(),
+            headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
+        )
+        events, name = [], None
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            for raw in response:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    name = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    events.append((name, json.loads(line.removeprefix("data: "))))
+        return events
+
     def predict(self, timeout: float = 900, **inputs) -> tuple[int, dict]:
         return self.post("/predictions", {"input": inputs}, timeout)
 

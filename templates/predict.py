@@ -4,7 +4,8 @@
     ControlNet  controlnet-<type>           + control_image (any mode), type from $TEMPLATE
     Canny       controlnet-canny            + the Canny thresholds
 
-Inputs keep dream-templates' names and defaults. Each is declared once in `Inputs`; `cog build`
+Outputs stream: each image is sent as soon as it is made (also as server-sent events, thanks
+to @streaming). Inputs keep dream-templates' names and defaults. Each is declared once in `Inputs`; `cog build`
 reads the signatures statically and resolves such references only within this file, and reads
 `choices` only from literals here: SCHEDULER_CHOICES is pinned to core.schedulers.SCHEDULERS by
 tests/templates/test_adapters.py.
@@ -12,7 +13,7 @@ tests/templates/test_adapters.py.
 
 from collections.abc import Iterator
 
-from cog import BaseRunner, Input, Path
+from cog import BaseRunner, Input, Path, streaming
 
 from templates.base import TemplateRunner
 
@@ -99,6 +100,7 @@ class Inputs:
 class Vanilla(TemplateRunner, BaseRunner):
     default_template = "vanilla"
 
+    @streaming
     def run(
         self,
         prompt: str | None = Inputs.prompt,
@@ -123,6 +125,7 @@ class Vanilla(TemplateRunner, BaseRunner):
 class ControlNet(TemplateRunner, BaseRunner):
     default_template = "controlnet-depth"
 
+    @streaming
     def run(
         self,
         prompt: str | None = Inputs.prompt,
@@ -150,6 +153,7 @@ class ControlNet(TemplateRunner, BaseRunner):
 class Canny(TemplateRunner, BaseRunner):
     default_template = "controlnet-canny"
 
+    @streaming
     def run(
         self,
         prompt: str | None = Inputs.prompt,

@@ -58,6 +58,15 @@ def test_num_outputs_streams_images_with_consecutive_seeds(server):
     assert np.array_equal(np.asarray(three[1]), np.asarray(second_alone))
 
 
+def test_images_stream_as_server_sent_events(server):
+    assert server.settles_ready()
+    events = server.stream(**SMALL, seed=1, num_outputs=3)
+    outputs = [data for name, data in events if name == "output"]
+    assert [e["index"] for e in outputs] == [0, 1, 2]
+    assert all(e["chunk"].startswith("data:image/png;base64,") for e in outputs)
+    assert events[-1][0] == "completed" and events[-1][1]["status"] == "succeeded"
+
+
 @pytest.mark.parametrize("scheduler", list(SCHEDULERS))
 def test_every_scheduler_runs(server, scheduler):
     assert generate(server, scheduler=scheduler)[0].size == (64, 64)

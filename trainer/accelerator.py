@@ -37,9 +37,12 @@ def make_accelerator(precision: MixedPrecision, gradient_accumulation_steps: int
     if not launched_distributed():
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
-    mixed = resolve_precision(precision, torch.cuda.is_available())
+    cuda = torch.cuda.is_available()
+    # cpu=True also lets accelerate recognise a multi-process CPU launch (gloo), e.g. in tests
     return Accelerator(
-        mixed_precision=mixed, gradient_accumulation_steps=gradient_accumulation_steps
+        mixed_precision=resolve_precision(precision, cuda),
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        cpu=not cuda,
     )
 
 

@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = TrainConfig(**vars(parser().parse_args(argv)))
     result = train(cfg)
-    print(f"output: {result.output} ({result.steps} steps)")
+    if result.output.is_file():  # the main process writes it
+        print(f"output: {result.output} ({result.steps} steps)")
 
 
 if __name__ == "__main__":

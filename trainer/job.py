@@ -104,7 +104,7 @@ def build_training_set(cfg, base, photos, prior_images, accelerator) -> Training
     )
 
 
-def prior_images(cfg, base, run_dir, accelerator) -> list:
+def prior_images(cfg, base, run_dir, accelerator, scratch: str) -> list:
     if not cfg.with_prior_preservation:
         return []
     user = []
@@ -112,7 +112,10 @@ def prior_images(cfg, base, run_dir, accelerator) -> list:
         user = [
             p.image
             for p in load_archive(
-                cfg.class_data, run_dir / "class", label="class_data", resolution=cfg.resolution
+                cfg.class_data,
+                run_dir / f"class{scratch}",
+                label="class_data",
+                resolution=cfg.resolution,
             )
         ]
     return class_images.class_images(
@@ -175,26 +178,40 @@ def train(cfg: TrainConfig) -> Result:
     _, fingerprint, _ = base_model.identify(base_dir, cfg.ckpt_base)
     run_dir = work_root() / "runs" / run_id(cfg, fingerprint)
     run_dir.mkdir(parents=True, exist_ok=True)
-    print(f"run {run_dir.name}: work directory {run_dir}", flush=True)
-    photos = load_archive(
-        cfg.instance_data, run_dir / "instance", label="instance_data", resolution=cfg.resolution
-    )
-    print(f"{len(photos)} instance photos", flush=True)
     accelerator = make_accelerator(cfg.mixed_precision, cfg.gradient_accumulation_steps)
+    main = accelerator.is_main_process
+    # each process extracts on its own; the main one generates class images, the others reuse
+    scratch = "" if main else f"-rank{accelerator.process_index}"
+    if main:
+        print(
+            f"run {run_dir.name}: work directory {run_dir}, "
+            f"{accelerator.num_processes} process(es)",
+            flush=True,
+        )
+    photos = load_archive(
+        cfg.instance_data,
+        run_dir / f"instance{scratch}",
+        label="instance_data",
+        resolution=cfg.resolution,
+    )
+    if main:
+        print(f"{len(photos)} instance photos", flush=True)
     base = base_model.load(base_dir, cfg.ckpt_base)
-    prior = prior_images(cfg, base, run_dir, accelerator)
+    with accelerator.main_process_first():
+        prior = prior_images(cfg, base, run_dir, accelerator, scratch)
     data = build_training_set(cfg, base, photos, prior, accelerator)
     method = DreamBooth(base.components, train_text_encoder=cfg.train_text_encoder)
     prepare_modules(cfg, base, method, accelerator)
     total = cfg.total_steps(len(data), accelerator.num_processes)
     store = CheckpointStore(run_dir / "checkpoints")
-    if not cfg.resume:
+    if not cfg.resume and main:
         store.clear()
+    accelerator.wait_for_everyone()
     result = loop.run(
         cfg, method, data, base.components["scheduler_train"], accelerator, store, total
     )
     output = run_dir / "output.zip"
-    if accelerator.is_main_process:
+    if main:
         output = finish(cfg, base, method, accelerator, run_dir, total)
         cleanup(run_dir)
     return Result(output, result.steps, result.resumed_from, result.summary)
@@ -227,5 +244,6 @@ def _xformers_available() -> bool:
 
 def cleanup(run_dir: Path) -> None:
     """Keep output.zip; drop photos, checkpoints and the unzipped folder of a finished run."""
-    for name in ("instance", "class", "checkpoints", "output"):
-        shutil.rmtree(run_dir / name, ignore_errors=True)
+    for pattern in ("instance*", "class*", "checkpoints", "output"):
+        for path in run_dir.glob(pattern):
+            shutil.rmtree(path, ignore_errors=True)

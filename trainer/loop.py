@@ -84,6 +84,10 @@ def micro_step_loss(
     return total
 
 
+def _quiet(*args, **kwargs) -> None:
+    """Progress lines come from the main process only."""
+
+
 def capture(accelerator, modules, optimizer, schedule, generator, step) -> TrainingState:
     return TrainingState(
         step=step,
@@ -127,8 +131,11 @@ def run(
     if latest is not None:
         start = restore(store.load(latest), accelerator, modules, optimizer, schedule, generator)
         log.info("resuming from %s (step %d of %d)", latest.name, start, total)
-        print(f"resuming from checkpoint at step {start}/{total}", flush=True)
-    progress = Progress(total=total, start_step=start)
+        if accelerator.is_main_process:
+            print(f"resuming from checkpoint at step {start}/{total}", flush=True)
+    progress = Progress(
+        total=total, start_step=start, emit=print if accelerator.is_main_process else _quiet
+    )
     parameters = method.parameters()
     for step in range(start, total):
         loss_value = 0.0

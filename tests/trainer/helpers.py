@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 import zipfile
 from pathlib import Path
 
@@ -22,6 +24,40 @@ FAST = dict(
     checkpointing_steps=0,
     seed=0,
 )
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(work: Path, base: Path, photos: Path, steps: int, *flags: str) -> tuple[list, dict]:
+    """(command, environment) running `python -m trainer.cli` with FAST's settings."""
+    env = {
+        **os.environ,
+        "TRAINER_WORK_DIR": str(work),
+        "BASE_MODEL_DIR": str(base),
+        "PYTHONPATH": str(REPO),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "trainer.cli",
+        "--instance_data",
+        str(photos),
+        "--instance_prompt",
+        FAST["instance_prompt"],
+        "--class_prompt",
+        FAST["class_prompt"],
+        "--resolution",
+        "64",
+        "--max_train_steps",
+        str(steps),
+        "--learning_rate",
+        "1e-4",
+        "--seed",
+        "0",
+        *flags,
+    ]
+    return command, env
 
 
 def train(monkeypatch, base: Path, photos: Path, work: Path, **overrides):

@@ -1,48 +1,17 @@
 """Several processes (torchrun/accelerate launch): shown on CPU with two gloo processes."""
 
-import os
 import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 from tests.pipeline_check import generate
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.trainer.helpers import cli
 
 
 def test_two_processes_train_one_model_and_export_it_once(tmp_path, tiny_sd15, photo_zip):
-    env = {
-        **os.environ,
-        "BASE_MODEL_DIR": str(tiny_sd15),
-        "TRAINER_WORK_DIR": str(tmp_path),
-        "PYTHONPATH": str(REPO),
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "trainer.cli",
-        "--instance_data",
-        str(photo_zip),
-        "--instance_prompt",
-        "a photo of sks cat",
-        "--class_prompt",
-        "a photo of a cat",
-        "--resolution",
-        "64",
-        "--max_train_steps",
-        "6",
-        "--num_class_images",
-        "2",
-        "--checkpointing_steps",
-        "3",
-        "--learning_rate",
-        "1e-4",
-    ]
+    command, env = cli(
+        tmp_path, tiny_sd15, photo_zip, 6, "--num_class_images", "2", "--checkpointing_steps", "3"
+    )
+    command[1:3] = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "trainer.cli"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]

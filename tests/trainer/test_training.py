@@ -4,17 +4,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
 
 from core.manifest import Family, Manifest, Method, Part
 from tests.pipeline_check import generate
-from tests.trainer.helpers import instance_loss, same, train, weights
+from tests.trainer.helpers import cli, instance_loss, same, train, weights
 from trainer.photos import load_archive
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_loss_on_the_instance_photos_falls_clearly(monkeypatch, tmp_path, tiny_sd15, photo_zip):
@@ -97,35 +94,9 @@ def test_loaded_output_generates_an_image(monkeypatch, tmp_path, tiny_sd15, phot
 
 
 def run_cli(work: Path, base: Path, photos: Path, steps: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "TRAINER_WORK_DIR": str(work),
-        "BASE_MODEL_DIR": str(base),
-        "PYTHONPATH": str(REPO),
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "trainer.cli",
-        "--instance_data",
-        str(photos),
-        "--instance_prompt",
-        "a photo of sks cat",
-        "--class_prompt",
-        "a photo of a cat",
-        "--resolution",
-        "64",
-        "--max_train_steps",
-        str(steps),
-        "--learning_rate",
-        "1e-4",
-        "--num_class_images",
-        "1",
-        "--checkpointing_steps",
-        "10",
-        "--seed",
-        "0",
-    ]
+    command, env = cli(
+        work, base, photos, steps, "--num_class_images", "1", "--checkpointing_steps", "10"
+    )
     return subprocess.Popen(
         command,
         env=env,

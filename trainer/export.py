@@ -53,10 +53,8 @@ def save_samples(
     return paths
 
 
-def write_folder(pipeline, directory: Path, manifest: Manifest, args: dict, dtype) -> Path:
+def write_folder(pipeline, directory: Path, manifest: Manifest, args: dict) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    if dtype != torch.float32:
-        pipeline.to(dtype=dtype)
     pipeline.save_pretrained(directory, safe_serialization=True)
     manifest.write(directory)
     (directory / "args.json").write_text(json.dumps(args, indent=2, sort_keys=True) + "\n")

@@ -155,7 +155,11 @@ def finish(cfg, base, method, accelerator, run_dir: Path, total: int) -> Path:
     )
     folder = run_dir / "output"
     shutil.rmtree(folder, ignore_errors=True)
-    pipeline.to(accelerator.device)
+    # One dtype for every module before sampling: under mixed precision the VAE and a frozen
+    # text encoder were halved while the trained modules stayed fp32. fp16 is also what a GPU
+    # run exports (half the size of output.zip); a CPU run stays fp32.
+    dtype = torch.float16 if accelerator.device.type == "cuda" else torch.float32
+    pipeline.to(accelerator.device, dtype)
     if cfg.save_sample_prompt:
         export.save_samples(
             pipeline,
@@ -168,8 +172,7 @@ def finish(cfg, base, method, accelerator, run_dir: Path, total: int) -> Path:
             resolution=cfg.resolution,
             seed=cfg.seed,
         )
-    dtype = torch.float16 if accelerator.device.type == "cuda" else torch.float32
-    export.write_folder(pipeline, folder, manifest, resolved_args(cfg, accelerator, total), dtype)
+    export.write_folder(pipeline, folder, manifest, resolved_args(cfg, accelerator, total))
     return export.zip_folder(folder, run_dir / "output.zip")
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 from core import safety
 from core.annotators import Annotator, load_annotator
 from core.controls import ControlType
-from core.errors import UserError
+from core.errors import UserError, WeightsMissingError
 from core.manifest import Family
 from core.prompts import PromptEncoder
 from core.requests import GenerationRequest, Mode
@@ -104,7 +104,7 @@ class Engine:
         engine = cls(weights.family, base, prompts, dtype=dtype)
         if control is not None:
             engine.controlnet = diffusers.ControlNetModel.from_pretrained(
-                template_dir / "controlnet",
+                _controlnet_dir(template_dir, control),
                 dtype=dtype,
                 use_safetensors=True,
                 local_files_only=True,
@@ -176,6 +176,16 @@ class Engine:
                 f"all {request.num_outputs} images were flagged by the safety "
                 "checker; try another prompt or seed"
             )
+
+
+def _controlnet_dir(template_dir: Path, control: ControlType) -> Path:
+    folder = Path(template_dir) / "controlnet"
+    if not (folder / "config.json").is_file():
+        raise WeightsMissingError(
+            f"the controlnet-{control.value} template's ControlNet is missing ({folder}); run "
+            f"`script/download-weights template controlnet-{control.value}` before building"
+        )
+    return folder
 
 
 def mode_arguments(mode: Mode, request: GenerationRequest, control) -> dict:

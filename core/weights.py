@@ -46,7 +46,19 @@ class SDWeights:
 
     @property
     def default_prompt(self) -> str | None:
-        return self.manifest.instance_prompt if self.manifest else None
+        """The instance prompt the weights were trained with: from the manifest, else from the
+        `args.json` that replicate/dreambooth wrote (as replicate/dreambooth-template read it)."""
+        if self.manifest:
+            return self.manifest.instance_prompt
+        return _args_json_prompt(self.directory / "args.json")
+
+
+def _args_json_prompt(path: Path) -> str | None:
+    try:
+        prompt = json.loads(path.read_text()).get("instance_prompt")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return prompt if isinstance(prompt, str) and prompt.strip() else None
 
 
 def _check_safetensors(directory: Path, index: dict) -> None:

@@ -5,10 +5,10 @@
     Canny       controlnet-canny            + the Canny thresholds
 
 Outputs stream: each image is sent as soon as it is made (also as server-sent events, thanks
-to @streaming). Inputs keep dream-templates' names and defaults. Each is declared once in `Inputs`; `cog build`
-reads the signatures statically and resolves such references only within this file, and reads
-`choices` only from literals here: SCHEDULER_CHOICES is pinned to core.schedulers.SCHEDULERS by
-tests/templates/test_adapters.py.
+to @streaming). Inputs keep dream-templates' names and defaults. Each is declared once in
+`Inputs`; `cog build` reads the signatures statically and resolves such references only within
+this file, and reads `choices` only from literals here: SCHEDULER_CHOICES is pinned to
+core.schedulers.SCHEDULERS by tests/test_cog_adapters.py.
 """
 
 from collections.abc import Iterator

@@ -32,3 +32,15 @@ def test_pickle_only_components_are_refused_by_name(tmp_path):
     (tmp_path / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x04")
     with pytest.raises(UserError, match=r"unet/diffusion_pytorch_model.bin is a pickle"):
         find(tmp_path)
+
+
+def test_without_a_manifest_the_default_prompt_comes_from_replicate_dreamboths_args_json(
+    tiny_sd15, tmp_path
+):
+    import shutil
+
+    folder = shutil.copytree(tiny_sd15, tmp_path / "old-output")
+    (folder / "args.json").write_text(json.dumps({"instance_prompt": "a photo of cjw person"}))
+    assert find(folder).default_prompt == "a photo of cjw person"
+    (folder / "args.json").write_text("not json")
+    assert find(folder).default_prompt is None

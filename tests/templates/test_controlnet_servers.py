@@ -26,8 +26,10 @@ def run(server, **inputs) -> list[np.ndarray]:
 def test_annotator_runs_and_the_control_changes_the_image(server):
     control, image = run(server, control_image=photo_uri(), return_processed_control=True)
     assert control.shape == image.shape == (64, 64, 3)
-    (uncontrolled,) = run(server, control_image=photo_uri(), controlnet_conditioning_scale=0.0)
-    assert not np.array_equal(image, uncontrolled)  # scale 0 is plain txt2img
+    (again,) = run(server, control_image=photo_uri())
+    (plain,) = run(server)  # txt2img, same seed
+    assert np.array_equal(image, again)
+    assert not np.array_equal(image, plain)
 
 
 def test_controlnet_img2img_and_inpainting_return_the_requested_size(server):
@@ -46,6 +48,10 @@ def test_controlnet_img2img_and_inpainting_return_the_requested_size(server):
     assert img2img.shape == inpaint.shape == (64, 72, 3)
 
 
-def test_without_a_control_image_it_still_serves_txt2img(server):
-    (image,) = run(server)
-    assert image.shape == (64, 64, 3)
+def test_conditioning_scale_zero_is_plain_txt2img_and_seeds_differ(server):
+    (unscaled,) = run(server, control_image=photo_uri(), controlnet_conditioning_scale=0.0)
+    (plain,) = run(server)
+    (other_seed,) = run(server, seed=6)
+    assert plain.shape == (64, 64, 3)
+    assert np.abs(unscaled.astype(int) - plain.astype(int)).max() <= 2
+    assert not np.array_equal(plain, other_seed)

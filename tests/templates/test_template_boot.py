@@ -1,12 +1,17 @@
 """Weight-less boot, and the template-owned safety checker."""
 
+import importlib
+
 import numpy as np
 import pytest
 
 from buildkit.cog_client import succeeded
+from core.controls import ControlType
+from core.errors import WeightsMissingError
 from core.pipelines import Engine
 from core.requests import GenerationRequest
 from core.weights import find
+from templates.specs import TEMPLATES
 from tests.templates.helpers import SMALL, serve
 
 
@@ -17,6 +22,29 @@ def test_a_template_without_weights_boots_and_says_so(name, template_weights, tm
         status, body = server.predict(prompt="a cat", **SMALL)
     assert status == 200 and body["status"] == "failed"
     assert "This is a template" in body["error"] and "/src/weights" in body["error"]
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_every_template_adapter_sets_up_without_any_weights(name, tmp_path, monkeypatch):
+    """In-process, for all of them (the server test above covers two shapes end to end)."""
+    for variable, value in {
+        "TEMPLATE": name,
+        "WEIGHTS_DIR": str(tmp_path / "none"),
+        "TEMPLATE_WEIGHTS_DIR": str(tmp_path / "none"),
+    }.items():
+        monkeypatch.setenv(variable, value)
+    path, class_name = TEMPLATES[name].cog_ref.split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    runner = getattr(module, class_name)()
+    runner.setup()
+    assert runner.spec.name == name and runner.engine is None
+    with pytest.raises(WeightsMissingError, match=r"This is a template.*/src/weights"):
+        list(runner.generate({"prompt": "a cat", **SMALL}))
+
+
+def test_a_controlnet_template_built_without_its_controlnet_says_what_to_run(tiny_sd15, tmp_path):
+    with pytest.raises(WeightsMissingError, match="download-weights template controlnet-depth"):
+        Engine.load(find(tiny_sd15), template_dir=tmp_path, control=ControlType.DEPTH)
 
 
 def test_the_safety_checker_drops_flagged_images_and_can_be_disabled(

@@ -1,114 +1,156 @@
-"""Safe extraction of the photos archive: zip or tar (plain, gz, bz2, xz), known by content.
+"""Safe extraction of a photos archive: zip or tar (plain, gz, bz2, xz), known by content.
 
 Uploads arrive as `/tmp/tmpXXXXfile` without a reliable suffix, so the format is read from the
 bytes. Extraction never leaves `destination`: absolute and `..` paths are refused, links,
-devices and FIFOs are skipped (never followed or created), and the number of files and the bytes
-actually written (not the sizes the headers claim) are bounded. Folders are kept, so two
+devices and FIFOs are skipped (never followed or created), and the number of entries and the
+bytes actually written (not the sizes the headers claim) are bounded. Folders are kept, so two
 `img.jpg` in different folders both survive. `__MACOSX/` and dotfiles are skipped with a log line.
 """
 
 from __future__ import annotations
 
+import codecs
 import logging
+import lzma
 import shutil
 import stat
 import tarfile
+import unicodedata
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, Literal
 
 from core.errors import UserError
 
 log = logging.getLogger(__name__)
 ALLOWED = ".zip, or .tar (plain, .gz, .bz2 or .xz)"
 CHUNK = 1 << 20
+# Looked at only once the file is known not to be an archive, to say what it is instead.
 MAGIC = [
+    (b"PK\x03\x04", "a damaged or truncated zip archive"),
+    (b"PK\x05\x06", "a damaged zip archive"),
+    (b"\x1f\x8b", "a gzip file without a readable tar archive inside"),
+    (b"BZh", "a bzip2 file without a readable tar archive inside"),
+    (b"\xfd7zXZ\x00", "an xz file without a readable tar archive inside"),
+    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"Rar!", "a RAR archive"),
     (b"\xff\xd8\xff", "a JPEG image"),
     (b"\x89PNG", "a PNG image"),
     (b"GIF8", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
     (b"%PDF", "a PDF document"),
     (b"RIFF", "a RIFF file (WebP image, WAV audio…)"),
-    (b"7z\xbc\xaf", "a 7-Zip archive"),
-    (b"Rar!", "a RAR archive"),
-    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file"),
-    (b"\x1f\x8b", "a gzip file that does not contain a tar archive"),
 ]
+# What a damaged archive raises while it is read.
+UNPACK_ERRORS = (
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,  # a zip compression method Python lacks (Deflate64, AES…)
+)
+Kind = Literal["file", "dir", "link", "special", "encrypted"]
 
 
 class ArchiveError(UserError):
-    pass
+    """The archive cannot be used: the message names it or its member, and why."""
 
 
 @dataclass(frozen=True)
 class ArchiveLimits:
-    max_files: int = 10_000
+    """Bounds on what one archive may unpack to (generous for 5-1000 photos)."""
+
+    max_files: int = 10_000  # entries of any kind: files, folders, skipped links and dotfiles
     max_total_bytes: int = 4 * 2**30
     max_member_bytes: int = 1 * 2**30
 
     def __post_init__(self) -> None:
-        for name in ("max_files", "max_total_bytes", "max_member_bytes"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"ArchiveLimits.{name} must be positive")
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"ArchiveLimits.{spec.name} must be a positive int, not {value!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Member:
     name: str
-    kind: str  # "file", "dir", "link", "special"
-    open: callable  # () -> binary stream, for files
+    kind: Kind
+    size: int  # as the header claims: used only to stop early, never trusted
+    open: Callable[[], IO[bytes]]
 
 
 def describe(path: Path) -> str:
-    head = Path(path).read_bytes()[:512] if Path(path).stat().st_size else b""
+    """What a file that is not an archive looks like, from its first bytes."""
+    with Path(path).open("rb") as stream:
+        head = stream.read(512)
     if not head:
         return "an empty file"
     for magic, what in MAGIC:
         if head.startswith(magic):
             return what
+    if head[4:8] == b"ftyp":
+        return "a HEIC image or MP4 video"
     try:
-        head.decode("utf-8")
-        return "text"
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)
     except UnicodeDecodeError:
         return "unrecognised binary data"
+    if text.lstrip().lower().startswith(("<!doctype html", "<html")):
+        return "an HTML web page (a share link that leads to a page, not to the file?)"
+    return "text" if "\0" not in text else "unrecognised binary data"
+
+
+def _zip_kind(info: zipfile.ZipInfo) -> Kind:
+    file_type = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip records no type
+    if info.is_dir() or info.filename.endswith("\\") or file_type == stat.S_IFDIR:
+        return "dir"
+    if file_type == stat.S_IFLNK:
+        return "link"
+    if file_type not in (0, stat.S_IFREG):
+        return "special"
+    return "encrypted" if info.flag_bits & 0x1 else "file"
 
 
 def _zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
     for info in archive.infolist():
-        file_type = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip records no type
-        if info.is_dir():
-            kind = "dir"
-        elif file_type == stat.S_IFLNK:
-            kind = "link"
-        elif file_type in (0, stat.S_IFREG):
-            kind = "file"
-        else:
-            kind = "special"
-        yield Member(info.filename, kind, lambda info=info: archive.open(info))
+        yield Member(
+            info.filename, _zip_kind(info), info.file_size, lambda info=info: archive.open(info)
+        )
+
+
+def _tar_kind(info: tarfile.TarInfo) -> Kind:
+    if info.isdir():
+        return "dir"
+    if info.issym() or info.islnk():
+        return "link"
+    return "file" if info.isfile() else "special"
 
 
 def _tar_members(archive: tarfile.TarFile) -> Iterator[Member]:
     for info in archive:
-        if info.isdir():
-            kind = "dir"
-        elif info.issym() or info.islnk():
-            kind = "link"
-        elif info.isfile():
-            kind = "file"
-        else:
-            kind = "special"
-        yield Member(info.name, kind, lambda info=info: archive.extractfile(info))
+        yield Member(info.name, _tar_kind(info), info.size, lambda i=info: archive.extractfile(i))
 
 
-def _open_archive(path: Path, label: str):
+def _open_archive(
+    path: Path, label: str, limits: ArchiveLimits
+) -> tuple[zipfile.ZipFile | tarfile.TarFile, Callable[..., Iterator[Member]]]:
     with Path(path).open("rb") as stream:
         head = stream.read(4)
-    if head in (b"PK\x03\x04", b"PK\x05\x06") and zipfile.is_zipfile(path):
-        return zipfile.ZipFile(path), _zip_members
     try:
+        if head in (b"PK\x03\x04", b"PK\x05\x06") and zipfile.is_zipfile(path):
+            archive = zipfile.ZipFile(path)
+            if len(archive.infolist()) > limits.max_files:
+                archive.close()
+                raise ArchiveError(_too_many(label, limits))
+            return archive, _zip_members
         return tarfile.open(path, mode="r:*"), _tar_members
-    except (tarfile.TarError, EOFError, OSError):
+    except UNPACK_ERRORS:
         pass
     raise ArchiveError(
         f"{label}: {Path(path).name} is not an archive (it looks like {describe(path)}); "
@@ -117,11 +159,12 @@ def _open_archive(path: Path, label: str):
 
 
 def safe_relative(name: str, label: str) -> PurePosixPath | None:
-    """The member's path inside the archive, or an error when it would escape it."""
-    normal = name.replace("\\", "/")
-    path = PurePosixPath(normal)
-    if normal.startswith("/") or (len(normal) > 1 and normal[1] == ":") or "\0" in normal:
+    """The member's path inside the archive (NFC, `/`-separated), or an error if it escapes."""
+    normal = unicodedata.normalize("NFC", name.replace("\\", "/"))
+    drive = len(normal) > 1 and normal[0].isalpha() and normal[1] == ":"
+    if normal.startswith("/") or drive or "\0" in normal:
         raise ArchiveError(f"{label}: refused: member {name!r} has an absolute path")
+    path = PurePosixPath(normal)
     if ".." in path.parts:
         raise ArchiveError(f"{label}: refused: member {name!r} points outside the archive")
     parts = [p for p in path.parts if p not in ("", ".")]
@@ -136,17 +179,31 @@ def _skip_reason(relative: PurePosixPath) -> str | None:
     return None
 
 
-def _copy(source: BinaryIO, target: Path, budget: int, member_limit: int, name: str, label: str):
+def _too_many(label: str, limits: ArchiveLimits) -> str:
+    return f"{label}: the archive has more than {limits.max_files:,} entries (files and folders)"
+
+
+def _too_big(label: str, name: str, limits: ArchiveLimits) -> str:
+    return (
+        f"{label}: stopped at {name}: the archive unpacks to more than "
+        f"{limits.max_total_bytes:,} bytes"
+    )
+
+
+def _copy(
+    source: IO[bytes], target: Path, budget: int, name: str, label: str, limits: ArchiveLimits
+) -> int:
+    """Stream one member to `target`, counting the bytes really written."""
     written = 0
     with target.open("xb") as out:
         while chunk := source.read(CHUNK):
             written += len(chunk)
-            if written > member_limit:
-                raise ArchiveError(f"{label}: {name} unpacks to more than {member_limit:,} bytes")
-            if written > budget:
+            if written > limits.max_member_bytes:
                 raise ArchiveError(
-                    f"{label}: stopped at {name}: the archive unpacks to more than its size limit"
+                    f"{label}: {name} unpacks to more than {limits.max_member_bytes:,} bytes"
                 )
+            if written > budget:
+                raise ArchiveError(_too_big(label, name, limits))
             out.write(chunk)
     return written
 
@@ -154,58 +211,110 @@ def _copy(source: BinaryIO, target: Path, budget: int, member_limit: int, name: 
 def extract(
     archive: Path, destination: Path, *, label: str, limits: ArchiveLimits = ArchiveLimits()
 ) -> list[Path]:
-    """Extract the regular files of `archive` under `destination`; returns their paths."""
+    """Extract the regular files of `archive` under `destination`; returns their paths.
+
+    `destination` must not exist or be empty; on any error it is removed again.
+    """
     destination = Path(destination)
     if destination.exists() and any(destination.iterdir()):
         raise ValueError(f"{destination} must be empty")
+    handle, members = _open_archive(archive, label, limits)
     destination.mkdir(parents=True, exist_ok=True)
-    handle, members = _open_archive(archive, label)
     try:
         with handle:
-            files = _extract_members(members(handle), destination, label, limits)
+            files, skipped = _extract_members(
+                members(handle), destination, label, limits, Path(archive).name
+            )
+        if not files:
+            also = f" (only {', '.join(skipped[:5])}, skipped)" if skipped else ""
+            raise ArchiveError(f"{label}: the archive contains no files{also}")
     except BaseException:
         shutil.rmtree(destination, ignore_errors=True)
         raise
-    if not files:
-        shutil.rmtree(destination, ignore_errors=True)
-        raise ArchiveError(f"{label}: the archive contains no files")
     return files
 
 
-def _extract_members(members, destination: Path, label: str, limits: ArchiveLimits):
+@dataclass
+class _Progress:
+    budget: int  # bytes still allowed
+    entries: int = 0
+    last: str | None = None  # the last member read, for messages
+    skipped: list[str] = field(default_factory=list)
+
+
+def _extract_members(members, destination: Path, label: str, limits: ArchiveLimits, shown: str):
     files: list[Path] = []
-    budget = limits.max_total_bytes
-    root = destination.resolve()
-    for member in members:
-        relative = safe_relative(member.name, label)
-        if relative is None or member.kind == "dir":
-            continue
-        if member.kind in ("link", "special"):
-            log.info(
-                "%s: skipped %s (a %s is never followed)",
-                label,
-                relative,
-                "link" if member.kind == "link" else "special file",
-            )
-            continue
-        if reason := _skip_reason(relative):
-            log.info("%s: skipped %s (%s)", label, relative, reason)
-            continue
-        if len(files) >= limits.max_files:
-            raise ArchiveError(f"{label}: the archive has more than {limits.max_files:,} files")
-        target = destination / relative
-        if not target.resolve().is_relative_to(root):
-            raise ArchiveError(f"{label}: refused: member {member.name!r} leaves the archive")
-        if target.exists():
-            log.info("%s: skipped a second copy of %s", label, relative)
-            continue
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with member.open() as source:
-                budget -= _copy(
-                    source, target, budget, limits.max_member_bytes, str(relative), label
-                )
-        except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
-            raise ArchiveError(f"{label}: cannot unpack {relative}: {error}") from None
-        files.append(target)
-    return files
+    progress = _Progress(budget=limits.max_total_bytes)
+    try:
+        for member in members:
+            progress.entries += 1
+            if progress.entries > limits.max_files:
+                raise ArchiveError(_too_many(label, limits))
+            target = _place(member, destination, label, limits, progress)
+            if target is not None:
+                files.append(target)
+            progress.last = member.name
+    except UNPACK_ERRORS as error:
+        after = f" after {progress.last}" if progress.last else ""
+        raise ArchiveError(
+            f"{label}: {shown} is damaged or truncated (reading stopped{after}: {error})"
+        ) from None
+    return files, progress.skipped
+
+
+def _skip(
+    member: Member, relative: PurePosixPath, label: str, limits: ArchiveLimits, progress: _Progress
+) -> bool:
+    """Log and count a member that is not extracted; True when it is skipped."""
+    if member.kind == "encrypted":
+        raise ArchiveError(
+            f"{label}: {relative} is encrypted; upload an archive without a password"
+        )
+    why = {"link": "a link is never followed", "special": "not a regular file"}.get(member.kind)
+    if not (why := why or _skip_reason(relative)):
+        return False
+    log.info("%s: skipped %s (%s)", label, relative, why)
+    progress.skipped.append(str(relative))
+    _charge(member, relative, label, limits, progress)
+    return True
+
+
+def _charge(
+    member: Member, relative: PurePosixPath, label: str, limits: ArchiveLimits, progress: _Progress
+) -> None:
+    """A tar is read through every member, skipped or not: that work is bounded too."""
+    progress.budget -= max(member.size, 0)
+    if progress.budget < 0:
+        raise ArchiveError(_too_big(label, str(relative), limits))
+
+
+def _place(
+    member: Member, destination: Path, label: str, limits: ArchiveLimits, progress: _Progress
+) -> Path | None:
+    """Write one member under `destination`, or log why not; returns the file written."""
+    relative = safe_relative(member.name, label)
+    if relative is None or member.kind == "dir" or _skip(member, relative, label, limits, progress):
+        return None
+    target = destination / relative
+    if not target.resolve().is_relative_to(destination.resolve()):
+        raise ArchiveError(f"{label}: refused: member {member.name!r} leaves the archive")
+    if target.exists():
+        log.info("%s: skipped a second copy of %s", label, relative)
+        _charge(member, relative, label, limits, progress)
+        return None
+    if member.size > progress.budget:  # the header already says it will not fit
+        raise ArchiveError(_too_big(label, str(relative), limits))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with member.open() as source:
+            progress.budget -= _copy(source, target, progress.budget, str(relative), label, limits)
+    except NotImplementedError as error:
+        raise ArchiveError(
+            f"{label}: cannot unpack {relative}: {error}; re-create the archive with standard "
+            "zip (deflate) or tar compression"
+        ) from None
+    except UNPACK_ERRORS as error:
+        raise ArchiveError(
+            f"{label}: cannot unpack {relative}: {error} (a damaged or incomplete archive?)"
+        ) from None
+    return target

@@ -1,15 +1,26 @@
 import io
 import tarfile
+import unicodedata
 import zipfile
+from functools import cache
 from pathlib import Path
 
 import pytest
+import skimage.data
+from PIL import Image
 
 from trainer.archive import ArchiveError, ArchiveLimits, extract
 
 
-def zip_with(path: Path, members: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+@cache
+def jpeg(name: str = "chelsea") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(getattr(skimage.data, name)()).resize((64, 48)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def zip_with(path: Path, members: dict[str, bytes], method=zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(path, "w", method) as archive:
         for name, data in members.items():
             archive.writestr(name, data)
     return path
@@ -28,106 +39,169 @@ def names(files, root):
     return sorted(p.relative_to(root).as_posix() for p in files)
 
 
+def run(archive, tmp_path, **limits):
+    out = tmp_path / "out"
+    return names(extract(archive, out, label="instance_data", limits=ArchiveLimits(**limits)), out)
+
+
 @pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
 def test_tar_in_any_compression_is_read_by_content(tmp_path, mode):
-    archive = tar_with(tmp_path / "upload", {"a/x.jpg": b"1", "b.png": b"2"}, mode)
-    files = extract(archive, tmp_path / "out", label="instance_data")
-    assert names(files, tmp_path / "out") == ["a/x.jpg", "b.png"]
+    archive = tar_with(tmp_path / "upload", {"a/x.jpg": jpeg(), "b.png": b"2"}, mode)
+    assert run(archive, tmp_path) == ["a/x.jpg", "b.png"]
+    assert (tmp_path / "out/a/x.jpg").read_bytes() == jpeg()
 
 
-def test_a_zip_without_a_suffix_is_read_by_content(tmp_path):
-    archive = zip_with(tmp_path / "tmpk2j3file", {"x.jpg": b"1"})
-    assert len(extract(archive, tmp_path / "out", label="instance_data")) == 1
+@pytest.mark.parametrize("name", ["tmpk2j3file", "photos.bin", "photos.tar.gz"])
+def test_a_zip_is_read_by_content_whatever_its_name(tmp_path, name):
+    assert run(zip_with(tmp_path / name, {"x.jpg": jpeg()}), tmp_path) == ["x.jpg"]
+
+
+def test_a_tar_named_zip_is_read_as_a_tar(tmp_path):
+    assert run(tar_with(tmp_path / "photos.zip", {"x.jpg": jpeg()}), tmp_path) == ["x.jpg"]
 
 
 def test_same_named_files_in_different_folders_are_both_kept(tmp_path):
-    archive = zip_with(tmp_path / "p.zip", {"day1/img.jpg": b"one", "day2/img.jpg": b"two"})
-    out = tmp_path / "out"
-    extract(archive, out, label="instance_data")
-    assert (out / "day1/img.jpg").read_bytes() == b"one"
-    assert (out / "day2/img.jpg").read_bytes() == b"two"
+    members = {"day1/img.jpg": jpeg("chelsea"), "day2/img.jpg": jpeg("astronaut")}
+    assert run(zip_with(tmp_path / "p.zip", members), tmp_path) == list(members)
+    for name, data in members.items():
+        assert (tmp_path / "out" / name).read_bytes() == data
 
 
 def test_macos_metadata_and_dotfiles_are_skipped_with_a_log_line(tmp_path, caplog):
     archive = zip_with(
         tmp_path / "p.zip",
-        {"__MACOSX/._a.jpg": b"x", ".DS_Store": b"x", "a.jpg": b"ok", "photos/.hidden/b.jpg": b"x"},
+        {
+            "__MACOSX/._a.jpg": b"x",
+            ".DS_Store": b"x",
+            "a.jpg": jpeg(),
+            "photos/.hidden/b.jpg": b"x",
+            "photos/._c.jpg": b"x",
+        },
     )
     with caplog.at_level("INFO"):
-        files = extract(archive, tmp_path / "out", label="instance_data")
-    assert names(files, tmp_path / "out") == ["a.jpg"]
-    assert "skipped __MACOSX/._a.jpg (macOS metadata)" in caplog.text
+        assert run(archive, tmp_path) == ["a.jpg"]
+    assert "instance_data: skipped __MACOSX/._a.jpg (macOS metadata)" in caplog.text
     assert "skipped .DS_Store (hidden file)" in caplog.text
+    assert "skipped photos/.hidden/b.jpg (hidden file)" in caplog.text
+    assert not (tmp_path / "out/__MACOSX").exists() and not (tmp_path / "out/.DS_Store").exists()
 
 
 @pytest.mark.parametrize(
     "name",
-    ["../../evil.jpg", "/etc/evil.jpg", "a/../../evil.jpg", "..\\..\\evil.jpg", "C:/evil.jpg"],
+    [
+        "../../evil.jpg",
+        "/tmp/db-archive-test-evil.jpg",
+        "a/../../evil.jpg",
+        "..\\..\\evil.jpg",
+        "C:/evil.jpg",
+    ],
 )
 @pytest.mark.parametrize("kind", ["zip", "tar"])
 def test_paths_escaping_the_work_dir_are_refused(tmp_path, name, kind):
     out = tmp_path / "deep" / "out"
     writer = zip_with if kind == "zip" else tar_with
-    archive = writer(tmp_path / "evil", {"ok.jpg": b"1", name: b"pwned"})
-    with pytest.raises(ArchiveError, match="refused"):
+    archive = writer(tmp_path / "evil", {"ok.jpg": jpeg(), name: b"pwned"})
+    with pytest.raises(ArchiveError, match=r"instance_data: refused: member .*evil\.jpg"):
         extract(archive, out, label="instance_data")
     assert not list(tmp_path.rglob("evil.jpg"))
+    assert not Path("/tmp/db-archive-test-evil.jpg").exists()
     assert not out.exists()  # nothing left half-extracted
 
 
-def test_tar_links_are_not_followed_or_created(tmp_path, caplog):
+def add_link(tar: tarfile.TarFile, name: str, kind: bytes, target: str = "") -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    tar.addfile(info)
+
+
+def test_tar_links_devices_and_fifos_are_not_followed_or_created(tmp_path, caplog):
     archive = tmp_path / "links.tar"
     with tarfile.open(archive, "w") as tar:
-        for name, kind, target in [
-            ("sym.jpg", tarfile.SYMTYPE, "/etc/passwd"),
-            ("hard.jpg", tarfile.LNKTYPE, "/etc/passwd"),
-            ("fifo", tarfile.FIFOTYPE, ""),
-        ]:
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = kind, target
-            tar.addfile(info)
-        info = tarfile.TarInfo("real.jpg")
-        info.size = 2
-        tar.addfile(info, io.BytesIO(b"ok"))
+        tar.addfile(tarfile.TarInfo("real.jpg"), io.BytesIO(b""))
+        add_link(tar, "sym.jpg", tarfile.SYMTYPE, "/etc/passwd")
+        add_link(tar, "hard.jpg", tarfile.LNKTYPE, "real.jpg")
+        add_link(tar, "fifo", tarfile.FIFOTYPE)
+        add_link(tar, "tty", tarfile.CHRTYPE)
     with caplog.at_level("INFO"):
-        files = extract(archive, tmp_path / "out", label="instance_data")
-    assert names(files, tmp_path / "out") == ["real.jpg"]
-    assert not (tmp_path / "out" / "sym.jpg").exists() and not (tmp_path / "out/hard.jpg").exists()
+        assert run(archive, tmp_path) == ["real.jpg"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["real.jpg"]
     assert "skipped sym.jpg (a link is never followed)" in caplog.text
+    assert "skipped hard.jpg (a link is never followed)" in caplog.text
+    assert "skipped fifo (not a regular file)" in caplog.text
 
 
-def test_zip_symlink_entries_are_skipped(tmp_path):
+def test_a_file_behind_a_symlinked_folder_lands_inside_the_work_dir(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    archive = tmp_path / "sneaky.tar"
+    with tarfile.open(archive, "w") as tar:
+        add_link(tar, "photos", tarfile.SYMTYPE, str(outside))
+        info = tarfile.TarInfo("photos/evil.jpg")
+        info.size = len(jpeg())
+        tar.addfile(info, io.BytesIO(jpeg()))
+    assert run(archive, tmp_path) == ["photos/evil.jpg"]
+    assert not (tmp_path / "out/photos").is_symlink()
+    assert list(outside.iterdir()) == []
+
+
+def test_zip_symlink_entries_are_skipped(tmp_path, caplog):
     archive = tmp_path / "link.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         info = zipfile.ZipInfo("link.jpg")
         info.external_attr = 0o120777 << 16  # a symlink, as `zip -y` stores it
         zf.writestr(info, "/etc/passwd")
-        zf.writestr("real.jpg", b"ok")
-    files = extract(archive, tmp_path / "out", label="instance_data")
-    assert names(files, tmp_path / "out") == ["real.jpg"]
+        zf.writestr("real.jpg", jpeg())
+    with caplog.at_level("INFO"):
+        assert run(archive, tmp_path) == ["real.jpg"]
+    assert not (tmp_path / "out/link.jpg").exists() and not (tmp_path / "out/link.jpg").is_symlink()
+    assert "skipped link.jpg (a link is never followed)" in caplog.text
 
 
-def test_a_zip_bomb_stops_at_the_size_limit(tmp_path):
-    archive = zip_with(tmp_path / "bomb.zip", {"a.jpg": b"\0" * 5_000_000})
-    assert archive.stat().st_size < 20_000
-    limits = ArchiveLimits(max_total_bytes=1_000_000)
-    with pytest.raises(ArchiveError, match="size limit"):
-        extract(archive, tmp_path / "out", label="instance_data", limits=limits)
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_a_zip_bomb_stops_at_the_size_limit(tmp_path, kind):
+    writer = zip_with if kind == "zip" else tar_with
+    archive = writer(tmp_path / "bomb", {"a.jpg": jpeg(), "b.jpg": b"\0" * 5_000_000})
+    assert archive.stat().st_size < 30_000
+    with pytest.raises(ArchiveError, match=r"stopped at b\.jpg: .* more than 1,000,000 bytes"):
+        run(archive, tmp_path, max_total_bytes=1_000_000)
+    assert not (tmp_path / "out").exists()
+
+
+def test_skipped_members_count_towards_the_size_limit(tmp_path):
+    members = {"a.jpg": jpeg(), "__MACOSX/._a.jpg": b"\0" * 5_000_000}
+    archive = tar_with(tmp_path / "bomb.tgz", members)  # a tar is read through all of it
+    with pytest.raises(ArchiveError, match=r"stopped at __MACOSX/\._a\.jpg"):
+        run(archive, tmp_path, max_total_bytes=1_000_000)
+
+
+def test_one_member_over_its_limit_is_refused_while_streaming(tmp_path):
+    archive = zip_with(tmp_path / "big.zip", {"a.jpg": b"\0" * 300_000})
+    with pytest.raises(ArchiveError, match=r"a\.jpg unpacks to more than 100,000 bytes"):
+        run(archive, tmp_path, max_member_bytes=100_000)
     assert not (tmp_path / "out").exists()
 
 
 def test_too_many_files_are_refused(tmp_path):
     archive = zip_with(tmp_path / "many.zip", {f"{i}.jpg": b"x" for i in range(6)})
-    with pytest.raises(ArchiveError, match="more than 5 files"):
-        extract(archive, tmp_path / "out", label="instance_data", limits=ArchiveLimits(max_files=5))
+    with pytest.raises(ArchiveError, match="more than 5 entries"):
+        run(archive, tmp_path, max_files=5)
+
+
+def test_skipped_entries_count_towards_the_entry_limit(tmp_path):
+    members = {"a.jpg": jpeg(), **{f"__MACOSX/._{i}.jpg": b"" for i in range(6)}}
+    archive = tar_with(tmp_path / "many.tar", members, "w")
+    with pytest.raises(ArchiveError, match="more than 5 entries"):
+        run(archive, tmp_path, max_files=5)
 
 
 @pytest.mark.parametrize(
     ("data", "looks_like"),
     [
-        (b"\xff\xd8\xff\xe0" + b"\0" * 100, "a JPEG image"),
+        (jpeg(), "a JPEG image"),
         (b"just some notes\n", "text"),
         (b"", "an empty file"),
+        (b"<!DOCTYPE html><html><body>Sign in</body></html>", "an HTML web page"),
+        (b"PK\x03\x04" + b"\0" * 40, "a damaged"),
     ],
 )
 def test_a_non_archive_says_what_it_looks_like(tmp_path, data, looks_like):
@@ -138,9 +212,101 @@ def test_a_non_archive_says_what_it_looks_like(tmp_path, data, looks_like):
     message = str(error.value)
     assert message.startswith("instance_data: photos.zip is not an archive")
     assert looks_like in message and ".zip, or .tar" in message
+    assert not (tmp_path / "out").exists()
 
 
-def test_an_empty_archive_is_an_error(tmp_path):
-    archive = zip_with(tmp_path / "empty.zip", {})
-    with pytest.raises(ArchiveError, match="contains no files"):
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_an_empty_archive_is_an_error(tmp_path, kind):
+    archive = (zip_with if kind == "zip" else tar_with)(tmp_path / "empty", {})
+    with pytest.raises(ArchiveError, match=r"class_data: the archive contains no files$"):
         extract(archive, tmp_path / "out", label="class_data")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_archive_of_only_skipped_entries_says_what_was_skipped(tmp_path):
+    archive = zip_with(tmp_path / "mac.zip", {"__MACOSX/._a.jpg": b"x", ".DS_Store": b"x"})
+    with pytest.raises(ArchiveError, match=r"no files \(only __MACOSX/\._a\.jpg, \.DS_Store"):
+        run(archive, tmp_path)
+
+
+def patch_zip(path: Path, header: bytes, offset: int, value: bytes) -> None:
+    """Overwrite bytes at `offset` in every local and central header (`PK\\x03\\x04`...)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(header)
+    while at >= 0:
+        data[at + offset : at + offset + len(value)] = value
+        at = data.find(header, at + 1)
+    path.write_bytes(bytes(data))
+
+
+def test_a_password_protected_zip_is_an_error_naming_the_member(tmp_path):
+    archive = zip_with(tmp_path / "locked.zip", {"cat.jpg": jpeg()})
+    patch_zip(archive, b"PK\x03\x04", 6, b"\x01")  # general purpose flag: encrypted
+    patch_zip(archive, b"PK\x01\x02", 8, b"\x01")
+    with pytest.raises(ArchiveError, match=r"cat\.jpg is encrypted; upload an archive without"):
+        run(archive, tmp_path)
+
+
+def test_an_unknown_compression_method_is_an_error_naming_the_member(tmp_path):
+    archive = zip_with(tmp_path / "deflate64.zip", {"cat.jpg": jpeg()})
+    patch_zip(archive, b"PK\x03\x04", 8, b"\x09\x00")  # method 9: Deflate64
+    patch_zip(archive, b"PK\x01\x02", 10, b"\x09\x00")
+    with pytest.raises(ArchiveError, match=r"cannot unpack cat\.jpg: .*standard zip"):
+        run(archive, tmp_path)
+
+
+def test_a_corrupt_member_is_an_error_naming_it(tmp_path):
+    archive = zip_with(tmp_path / "bad.zip", {"ok.jpg": jpeg(), "cat.jpg": jpeg()}, 0)
+    data = bytearray(archive.read_bytes())
+    data[data.rfind(b"\xff\xd9") - 200] ^= 0xFF  # a flipped byte in the second photo
+    archive.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match=r"cannot unpack cat\.jpg: Bad CRC-32"):
+        run(archive, tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_truncated_tar_is_an_error_naming_the_archive(tmp_path):
+    members = {f"{i}.jpg": jpeg(name) for i, name in enumerate(["chelsea", "astronaut", "coffee"])}
+    archive = tar_with(tmp_path / "upload.tgz", members)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(ArchiveError, match=r"instance_data: .*(upload\.tgz is damaged|unpack)"):
+        run(archive, tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_windows_separators_make_folders_not_odd_file_names(tmp_path):
+    archive = zip_with(tmp_path / "win.zip", {"day1\\": b"", "day1\\img.jpg": jpeg()})
+    assert run(archive, tmp_path) == ["day1/img.jpg"]
+
+
+def test_decomposed_unicode_names_from_macos_are_stored_composed(tmp_path):
+    decomposed = unicodedata.normalize("NFD", "café.jpg")
+    assert run(zip_with(tmp_path / "mac.zip", {decomposed: jpeg()}), tmp_path) == ["café.jpg"]
+
+
+def test_a_repeated_member_keeps_the_first_copy(tmp_path, caplog):
+    archive = tar_with(tmp_path / "twice.tar", {"a.jpg": jpeg()}, "w")
+    with tarfile.open(archive, "a") as tar:
+        info = tarfile.TarInfo("a.jpg")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"junk"))
+    with caplog.at_level("INFO"):
+        assert run(archive, tmp_path) == ["a.jpg"]
+    assert (tmp_path / "out/a.jpg").read_bytes() == jpeg()
+    assert "skipped a second copy of a.jpg" in caplog.text
+
+
+def test_the_destination_must_be_empty(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="must be empty"):
+        extract(zip_with(tmp_path / "p.zip", {"a.jpg": jpeg()}), out, label="instance_data")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize("field", ["max_files", "max_total_bytes", "max_member_bytes"])
+@pytest.mark.parametrize("value", [0, -1, 1.5, True])
+def test_limits_must_be_positive_whole_numbers(field, value):
+    with pytest.raises(ValueError, match=f"ArchiveLimits.{field} must be a positive int"):
+        ArchiveLimits(**{field: value})

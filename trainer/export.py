@@ -22,6 +22,29 @@ from core.manifest import Manifest
 STORED_SUFFIXES = {".safetensors", ".png"}  # already dense: compressing costs time, saves ~0
 
 
+def unwrap(accelerator, module: torch.nn.Module) -> torch.nn.Module:
+    """The trained module as a plain module, in eval mode.
+
+    `keep_fp32_wrapper=False` matters: under mixed precision accelerate wraps `forward` in
+    autocast plus a cast of every output to fp32. Left in place, a UNet in a halved pipeline
+    returns fp32 latents and the fp16 VAE fails ("Input type (float) and bias type (c10::Half)
+    should be the same"), which is how GPU runs with samples crashed.
+    """
+    return accelerator.unwrap_model(module, keep_fp32_wrapper=False).eval()
+
+
+def export_dtype(accelerator) -> torch.dtype:
+    """The one dtype of the exported pipeline and of the samples.
+
+    fp16 on a GPU (half the size of output.zip, and what every SD1.5 loader expects). On a CPU,
+    bf16 when the run trained in bf16, so the halved export and sample path runs under CPU
+    tests too; fp32 otherwise.
+    """
+    if accelerator.device.type == "cuda":
+        return torch.float16
+    return torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
+
+
 def save_samples(
     pipeline,
     directory: Path,

@@ -143,7 +143,7 @@ def resolved_args(cfg: TrainConfig, accelerator, total: int) -> dict:
 def finish(cfg, base, method, accelerator, run_dir: Path, total: int) -> Path:
     pipeline = base.pipeline
     for name, module in method.trainable().items():
-        setattr(pipeline, name, accelerator.unwrap_model(module).eval())
+        setattr(pipeline, name, export.unwrap(accelerator, module))
     manifest = Manifest(
         family=base.family,
         method=method.method,
@@ -156,10 +156,8 @@ def finish(cfg, base, method, accelerator, run_dir: Path, total: int) -> Path:
     folder = run_dir / "output"
     shutil.rmtree(folder, ignore_errors=True)
     # One dtype for every module before sampling: under mixed precision the VAE and a frozen
-    # text encoder were halved while the trained modules stayed fp32. fp16 is also what a GPU
-    # run exports (half the size of output.zip); a CPU run stays fp32.
-    dtype = torch.float16 if accelerator.device.type == "cuda" else torch.float32
-    pipeline.to(accelerator.device, dtype)
+    # text encoder were halved while the trained modules stayed fp32.
+    pipeline.to(accelerator.device, export.export_dtype(accelerator))
     if cfg.save_sample_prompt:
         export.save_samples(
             pipeline,

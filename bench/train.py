@@ -46,19 +46,16 @@ def run_ours(args, base: Path, photos: Path, work: Path) -> dict:
     import os
 
     os.environ.update(BASE_MODEL_DIR=str(base), TRAINER_WORK_DIR=str(work))
-    from trainer import job, loop
+    from trainer import job
     from trainer.config import TrainConfig
 
     stamps: list[float] = []
-    update = loop.Progress.update
 
-    def timed(self, step, loss, lr):
+    def timed(event) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
-        update(self, step, loss, lr)
 
-    loop.Progress.update = timed
     cfg = TrainConfig(
         instance_prompt=PROMPT,
         class_prompt=CLASS_PROMPT,
@@ -74,7 +71,7 @@ def run_ours(args, base: Path, photos: Path, work: Path) -> dict:
         train_text_encoder=True,
         seed=0,
     )
-    result = job.train(cfg)
+    result = job.train(cfg, callbacks=[timed])
     return {
         "seconds_per_step": steady_rate(stamps, args.warmup),
         "final_loss": result.summary["final_loss"],

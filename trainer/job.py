@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,7 +175,8 @@ def finish(cfg, base, method, accelerator, run_dir: Path, total: int) -> Path:
     return export.zip_folder(folder, run_dir / "output.zip")
 
 
-def train(cfg: TrainConfig) -> Result:
+def train(cfg: TrainConfig, callbacks: Sequence[loop.StepCallback] = ()) -> Result:
+    """Train `cfg` to `output.zip`; `callbacks` see every optimizer step (tests, benches)."""
     base_dir = base_model.base_model_dir()
     _, fingerprint, _ = base_model.identify(base_dir, cfg.ckpt_base)
     run_dir = work_root() / "runs" / run_id(cfg, fingerprint)
@@ -209,7 +211,7 @@ def train(cfg: TrainConfig) -> Result:
         store.clear()
     accelerator.wait_for_everyone()
     result = loop.run(
-        cfg, method, data, base.components["scheduler_train"], accelerator, store, total
+        cfg, method, data, base.components["scheduler_train"], accelerator, store, total, callbacks
     )
     output = run_dir / "output.zip"
     if main:

@@ -11,6 +11,7 @@ one that was never interrupted.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,7 @@ from diffusers.optimization import get_scheduler
 from trainer.checkpoints import CheckpointStore, TrainingState
 from trainer.config import LRScheduler, TrainConfig
 from trainer.data import TrainingSet
+from trainer.divergence import DivergenceGuard
 from trainer.loss import denoising_loss, loss_weights, sample_noise, sample_timesteps, target_for
 from trainer.methods import TrainingMethod
 from trainer.progress import Progress
@@ -33,7 +35,20 @@ class LoopResult:
     summary: dict
 
 
-def make_optimizer(cfg: TrainConfig, parameters, lr: float) -> torch.optim.Optimizer:
+@dataclass(frozen=True)
+class StepEvent:
+    """What a step callback sees after optimizer step `step` (1-based) of `total`."""
+
+    step: int
+    total: int
+    loss: torch.Tensor  # on the device: reading it (`.item()`) waits for the GPU
+    lr: float
+
+
+StepCallback = Callable[[StepEvent], None]
+
+
+def make_optimizer(cfg: TrainConfig, parameters, lr: float, device) -> torch.optim.Optimizer:
     kwargs = dict(
         lr=lr,
         betas=(cfg.adam_beta1, cfg.adam_beta2),
@@ -44,7 +59,8 @@ def make_optimizer(cfg: TrainConfig, parameters, lr: float) -> torch.optim.Optim
         import bitsandbytes as bnb  # imported only when asked for: it is slow to import
 
         return bnb.optim.AdamW8bit(parameters, **kwargs)
-    return torch.optim.AdamW(parameters, **kwargs)
+    # Decision: fused AdamW on CUDA (one kernel for all parameters instead of a loop of them).
+    return torch.optim.AdamW(parameters, fused=device.type == "cuda", **kwargs)
 
 
 def make_schedule(cfg: TrainConfig, optimizer, total: int, world: int):
@@ -74,7 +90,7 @@ def micro_step_loss(
     noise = sample_noise(latents, generator, cfg.offset_noise)
     timesteps = sample_timesteps(noise_scheduler, len(latents), generator, latents.device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    conditioning = method.text_embeddings(batch.input_ids.to(latents.device))
+    conditioning = method.text_embeddings(batch.input_ids)
     prediction = method.unet(noisy, timesteps, conditioning).sample
     target = target_for(noise_scheduler, latents, noise, timesteps)
     weights = loss_weights(noise_scheduler, timesteps, cfg.snr_gamma)
@@ -115,10 +131,12 @@ def run(
     accelerator,
     store: CheckpointStore,
     total: int,
+    callbacks: Sequence[StepCallback] = (),
 ) -> LoopResult:
     world, rank = accelerator.num_processes, accelerator.process_index
     trainable = method.trainable()
-    optimizer = make_optimizer(cfg, method.parameters(), cfg.effective_learning_rate(world))
+    lr = cfg.effective_learning_rate(world)
+    optimizer = make_optimizer(cfg, method.parameters(), lr, accelerator.device)
     schedule = make_schedule(cfg, optimizer, total, world)
     names = list(trainable)
     *wrapped, optimizer, schedule = accelerator.prepare(*trainable.values(), optimizer, schedule)
@@ -136,9 +154,13 @@ def run(
     progress = Progress(
         total=total, start_step=start, emit=print if accelerator.is_main_process else _quiet
     )
+    guard = DivergenceGuard(
+        accelerator.device, lr, check_gradients=accelerator.mixed_precision != "fp16"
+    )
     parameters = method.parameters()
     for step in range(start, total):
-        loss_value = 0.0
+        loss_value = torch.zeros((), device=accelerator.device)
+        grad_norm = None
         for micro in range(cfg.gradient_accumulation_steps):
             micro_index = step * cfg.gradient_accumulation_steps + micro
             indices = data.indices(micro_index, cfg.train_batch_size, cfg.seed, rank, world)
@@ -146,16 +168,24 @@ def run(
                 loss = micro_step_loss(method, data, indices, noise_scheduler, generator, cfg)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(parameters, cfg.max_grad_norm)
+                    grad_norm = accelerator.clip_grad_norm_(parameters, cfg.max_grad_norm)
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
-            loss_value += loss.detach().item() / cfg.gradient_accumulation_steps
+            loss_value += loss.detach() / cfg.gradient_accumulation_steps
         done = step + 1
-        progress.update(done, loss_value, schedule.get_last_lr()[0])
+        guard.observe(done, loss_value, grad_norm)
+        if guard.due(done):
+            guard.check()
+        event = StepEvent(done, total, loss_value, schedule.get_last_lr()[0])
+        progress.update(event.step, event.loss, event.lr)
+        for callback in callbacks:
+            callback(event)
         if cfg.checkpointing_steps and done % cfg.checkpointing_steps == 0 and done < total:
+            guard.check()  # never checkpoint NaN weights
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 store.save(capture(accelerator, modules, optimizer, schedule, generator, done))
+    guard.check()
     accelerator.wait_for_everyone()
     return LoopResult(steps=total, resumed_from=start, summary=progress.summary())

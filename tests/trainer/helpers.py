@@ -60,13 +60,13 @@ def cli(work: Path, base: Path, photos: Path, steps: int, *flags: str) -> tuple[
     return command, env
 
 
-def train(monkeypatch, base: Path, photos: Path, work: Path, **overrides):
+def train(monkeypatch, base: Path, photos: Path, work: Path, callbacks=(), **overrides):
     """One in-process training run; returns trainer.job.Result."""
     from trainer import job
 
     monkeypatch.setenv("BASE_MODEL_DIR", str(base))
     monkeypatch.setenv("TRAINER_WORK_DIR", str(work))
-    return job.train(TrainConfig(**{**FAST, "instance_data": photos, **overrides}))
+    return job.train(TrainConfig(**{**FAST, "instance_data": photos, **overrides}), callbacks)
 
 
 def weights(output: Path, part: str = "unet") -> dict[str, torch.Tensor]:

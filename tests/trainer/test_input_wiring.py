@@ -226,20 +226,13 @@ def test_checkpointing_steps_saves_resumable_state(monkeypatch, shared, caplog):
 
 @pytest.mark.parametrize("resume", [True, False])
 def test_resume_decides_whether_a_checkpoint_is_used(monkeypatch, shared, resume):
-    from trainer import loop
-
-    update = loop.Progress.update
-
-    def crash_in_step_2(self, step, loss, lr):  # before step 2's checkpoint is written
-        update(self, step, loss, lr)
-        if step == 2:
+    def crash_in_step_2(event):  # before step 2's checkpoint is written
+        if event.step == 2:
             raise KeyboardInterrupt
 
     name = f"resume-{resume}"
-    monkeypatch.setattr(loop.Progress, "update", crash_in_step_2)
     with pytest.raises(KeyboardInterrupt):
-        run(monkeypatch, shared, name, checkpointing_steps=1)
-    monkeypatch.setattr(loop.Progress, "update", update)
+        run(monkeypatch, shared, name, checkpointing_steps=1, callbacks=[crash_in_step_2])
     result = run(monkeypatch, shared, name, checkpointing_steps=1, resume=resume)
     assert result.resumed_from == (1 if resume else 0)
     assert result.steps == 3

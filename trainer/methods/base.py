@@ -41,6 +41,9 @@ class TrainingMethod(ABC):
     def unet(self) -> nn.Module:
         return self.components["unet"]
 
+    def unet_device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
     @abstractmethod
     def text_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """The UNet's conditioning for a batch of token ids."""
+        """The UNet's conditioning for a batch of token ids (on the host; moved by the method)."""

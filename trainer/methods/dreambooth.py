@@ -31,15 +31,18 @@ class DreamBooth(TrainingMethod):
 
     def text_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
         encoder = self.components["text_encoder"]
+        device = self.unet_device()
         if self.train_text_encoder:
-            return encoder(input_ids)[0]
-        # Frozen: each distinct caption is encoded once. Padding to the batch's longest caption
-        # only appends end-of-text tokens, which the causal encoder never attends back from.
+            return encoder(input_ids.to(device))[0]
+        # Frozen: each distinct caption is encoded once, keyed by its ids on the host (no
+        # device sync). Padding to the batch's longest caption only appends end-of-text
+        # tokens, which the causal encoder never attends back from.
         rows = []
-        for ids in input_ids:
-            key = tuple(ids.tolist())
+        for ids in input_ids.tolist():
+            key = tuple(ids)
             if key not in self._frozen_cache:
                 with torch.no_grad():
-                    self._frozen_cache[key] = encoder(ids[None])[0][0]
+                    row = torch.tensor([ids], device=device)
+                    self._frozen_cache[key] = encoder(row)[0][0]
             rows.append(self._frozen_cache[key])
         return torch.stack(rows)

@@ -11,3 +11,22 @@ class UserError(ValueError):
 
 class WeightsMissingError(UserError):
     """Weights a code path needs are not on disk (a template without weights, no base model)."""
+
+
+class RunFailedError(RuntimeError):
+    """A failure that is not the caller's: its cause and the last log lines, for the report."""
+
+
+def with_cause(error: Exception, log_tail: str) -> Exception:
+    """The exception a failed prediction should report.
+
+    A `UserError` already tells the whole story. Anything else is reported with its type,
+    its message and the last log lines, because coglet returns failed predictions with empty
+    logs and an error that is only a message.
+    """
+    if isinstance(error, UserError):
+        return error
+    text = f"{type(error).__name__}: {error}"
+    if log_tail:
+        text += f"\nlast log lines:\n{log_tail}"
+    return RunFailedError(text)

@@ -15,9 +15,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.errors import WeightsMissingError
+from core.errors import UserError, WeightsMissingError
 from core.manifest import Family, Manifest
-from core.safetensors_file import require_safetensors
+from core.safetensors_file import read_header
 
 log = logging.getLogger(__name__)
 DEFAULT_BASE_DIR = "base-weights"
@@ -88,39 +88,89 @@ def fingerprint_file(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def identify(directory: Path, ckpt_base: Path | None) -> tuple[str, str, Family]:
-    """(name, fingerprint, family) of the base a run will start from."""
-    _, family = describe_base(directory)
+@dataclass(frozen=True)
+class BaseRef:
+    """Which base a run starts from, identified once (a ckpt_base is hashed a single time)."""
+
+    directory: Path
+    ckpt_base: Path | None
+    class_name: str
+    name: str
+    fingerprint: str
+    family: Family
+
+
+def identify(directory: Path, ckpt_base: Path | None) -> BaseRef:
+    """The base a run will start from: the folder, or `ckpt_base` configured from it."""
+    class_name, family = describe_base(directory)
+    if ckpt_base is not None:
+        check_checkpoint(ckpt_base, family)
+        # configured from the folder (scheduler, tokenizer): both make the identity
+        both = f"{fingerprint_dir(directory)}:{fingerprint_file(ckpt_base)}"
+        fingerprint = hashlib.sha256(both.encode()).hexdigest()[:16]
+        return BaseRef(directory, ckpt_base, class_name, ckpt_base.name, fingerprint, family)
     manifest = Manifest.read(directory)
     name = manifest.base if manifest else directory.resolve().name
-    if ckpt_base is None:
-        return name, fingerprint_dir(directory), family
-    return ckpt_base.name, fingerprint_file(ckpt_base), family
+    return BaseRef(directory, None, class_name, name, fingerprint_dir(directory), family)
 
 
-def load(directory: Path, ckpt_base: Path | None = None) -> BaseModel:
-    class_name, family = describe_base(directory)
-    name, fingerprint, _ = identify(directory, ckpt_base)
+# Key prefixes of original-layout (LDM) single-file checkpoints.
+FAMILY_NAMES = {Family.SD15: "SD1.5", Family.SDXL: "SDXL"}
+UNET_PREFIX = "model.diffusion_model."
+SDXL_PREFIX = "conditioner.embedders."
+
+
+def check_checkpoint(path: Path, family: Family) -> None:
+    """A ckpt_base must be a complete safetensors file holding a checkpoint of this family."""
+    keys = read_header(path, label="ckpt_base").keys
+    if family is Family.SD15 and any(k.startswith(SDXL_PREFIX) for k in keys):
+        raise UserError(
+            f"ckpt_base: {path.name} is an SDXL checkpoint, but this trainer's base is SD1.5"
+        )
+    if not any(k.startswith(UNET_PREFIX) for k in keys):
+        sample = ", ".join(sorted(keys)[:3]) or "none"
+        raise UserError(
+            f"ckpt_base: {path.name} is missing the UNet weights of an {FAMILY_NAMES[family]} "
+            f"checkpoint (no {UNET_PREFIX}* tensors; found {len(keys)} tensors such as "
+            f"{sample}). Expected a single-file checkpoint in the original layout, as "
+            "Automatic1111 and Civitai share them."
+        )
+
+
+def _as_safetensors_name(path: Path, scratch: Path) -> Path:
+    """diffusers picks its loader by file name: uploads arrive as `…file.bin` or no suffix."""
+    if path.suffix == ".safetensors":
+        return path
+    scratch.mkdir(parents=True, exist_ok=True)
+    link = scratch / "ckpt_base.safetensors"
+    link.unlink(missing_ok=True)
+    link.symlink_to(path.resolve())
+    return link
+
+
+def load(ref: BaseRef, scratch: Path) -> BaseModel:
+    """Load the base; `scratch` (in the run's directory) may hold a link to the ckpt_base."""
     import diffusers
 
-    pipeline_class = getattr(diffusers, class_name)
-    if ckpt_base is None:
+    pipeline_class = getattr(diffusers, ref.class_name)
+    if ref.ckpt_base is None:
         pipeline = pipeline_class.from_pretrained(
-            directory,
+            ref.directory,
             safety_checker=None,
             requires_safety_checker=False,
             local_files_only=True,
             use_safetensors=True,
         )
     else:
-        require_safetensors(ckpt_base, label="ckpt_base")
-        log.info("loading ckpt_base %s with configs from %s", ckpt_base.name, directory)
+        log.info("loading ckpt_base %s with configs from %s", ref.name, ref.directory)
         pipeline = pipeline_class.from_single_file(
-            str(ckpt_base),
-            config=str(directory.resolve()),
+            str(_as_safetensors_name(ref.ckpt_base, scratch)),
+            config=str(ref.directory.resolve()),
             local_files_only=True,
             safety_checker=None,
             requires_safety_checker=False,
         )
     pipeline.set_progress_bar_config(disable=True)
-    return BaseModel(pipeline=pipeline, name=name, fingerprint=fingerprint, family=family)
+    return BaseModel(
+        pipeline=pipeline, name=ref.name, fingerprint=ref.fingerprint, family=ref.family
+    )

@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 
 from core.errors import UserError
-from core.safetensors_file import require_safetensors
+from core.safetensors_file import read_header
 
 
 class LRScheduler(str, Enum):
@@ -175,7 +175,7 @@ class TrainConfig:
                 str(self.ckpt_base),
                 "an existing single-file .safetensors checkpoint",
             )
-            require_safetensors(self.ckpt_base, label="ckpt_base")
+            read_header(self.ckpt_base, label="ckpt_base")
 
     # --- derived values -------------------------------------------------------------------
 

@@ -57,9 +57,11 @@ def file_digest(path: Path | None) -> str | None:
 
 
 def run_id(cfg: TrainConfig, base_fingerprint: str) -> str:
+    """The base fingerprint already covers ckpt_base, which is hashed once."""
     values = {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_RUN_ID}
-    for name in ("instance_data", "class_data", "ckpt_base"):
+    for name in ("instance_data", "class_data"):
         values[name] = file_digest(getattr(cfg, name))
+    values["ckpt_base"] = cfg.ckpt_base is not None
     values["base"] = base_fingerprint
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -177,9 +179,8 @@ def finish(cfg, base, method, accelerator, run_dir: Path, total: int) -> Path:
 
 def train(cfg: TrainConfig, callbacks: Sequence[loop.StepCallback] = ()) -> Result:
     """Train `cfg` to `output.zip`; `callbacks` see every optimizer step (tests, benches)."""
-    base_dir = base_model.base_model_dir()
-    _, fingerprint, _ = base_model.identify(base_dir, cfg.ckpt_base)
-    run_dir = work_root() / "runs" / run_id(cfg, fingerprint)
+    base_ref = base_model.identify(base_model.base_model_dir(), cfg.ckpt_base)
+    run_dir = work_root() / "runs" / run_id(cfg, base_ref.fingerprint)
     run_dir.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(cfg.mixed_precision, cfg.gradient_accumulation_steps)
     main = accelerator.is_main_process
@@ -199,7 +200,7 @@ def train(cfg: TrainConfig, callbacks: Sequence[loop.StepCallback] = ()) -> Resu
     )
     if main:
         print(f"{len(photos)} instance photos", flush=True)
-    base = base_model.load(base_dir, cfg.ckpt_base)
+    base = base_model.load(base_ref, run_dir)
     with accelerator.main_process_first():
         prior = prior_images(cfg, base, run_dir, accelerator, scratch)
     data = build_training_set(cfg, base, photos, prior, accelerator)

@@ -183,10 +183,16 @@ class Inputs:
 
 
 def _train(inputs: dict):
+    from core.errors import with_cause
+    from core.logs import LogTail
     from trainer.config import TrainConfig  # heavy imports stay out of module import
     from trainer.job import train
 
-    result = train(TrainConfig(**inputs))
+    with LogTail() as tail:
+        try:
+            result = train(TrainConfig(**inputs))
+        except Exception as error:
+            raise with_cause(error, tail.text()) from error
     scope = current_scope()
     scope.record_metric("steps", result.steps)
     scope.record_metric("resumed_from_step", result.resumed_from)

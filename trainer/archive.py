@@ -10,6 +10,7 @@ bytes actually written (not the sizes the headers claim) are bounded. Folders ar
 from __future__ import annotations
 
 import codecs
+import errno
 import logging
 import lzma
 import shutil
@@ -18,6 +19,7 @@ import tarfile
 import unicodedata
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
@@ -28,6 +30,8 @@ from core.errors import UserError
 log = logging.getLogger(__name__)
 ALLOWED = ".zip, or .tar (plain, .gz, .bz2 or .xz)"
 CHUNK = 1 << 20
+MAX_NAME_BYTES = 255  # per file or folder name, as on every common file system
+SKIP_LOG_LINES = 20  # skipped entries logged one by one; the rest are counted in one line
 # Looked at only once the file is known not to be an archive, to say what it is instead.
 MAGIC = [
     (b"PK\x03\x04", "a damaged or truncated zip archive"),
@@ -70,12 +74,20 @@ class ArchiveLimits:
     max_files: int = 10_000  # entries of any kind: files, folders, skipped links and dotfiles
     max_total_bytes: int = 4 * 2**30
     max_member_bytes: int = 1 * 2**30
+    # Photos barely compress: an archive unpacking to 100x its size is a bomb, not photos.
+    max_expansion: int = 100
+    min_allowance: int = 64 * 2**20  # what even a tiny upload may unpack to
 
     def __post_init__(self) -> None:
         for spec in fields(self):
             value = getattr(self, spec.name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"ArchiveLimits.{spec.name} must be a positive int, not {value!r}")
+
+    def allowance(self, archive_bytes: int) -> int:
+        """Bytes an archive of `archive_bytes` may unpack to, counted as written."""
+        relative = max(self.min_allowance, self.max_expansion * archive_bytes)
+        return min(self.max_total_bytes, relative)
 
 
 @dataclass(frozen=True)
@@ -162,12 +174,19 @@ def safe_relative(name: str, label: str) -> PurePosixPath | None:
     """The member's path inside the archive (NFC, `/`-separated), or an error if it escapes."""
     normal = unicodedata.normalize("NFC", name.replace("\\", "/"))
     drive = len(normal) > 1 and normal[0].isalpha() and normal[1] == ":"
+    shown = repr(shown_name(name))
     if normal.startswith("/") or drive or "\0" in normal:
-        raise ArchiveError(f"{label}: refused: member {name!r} has an absolute path")
+        raise ArchiveError(f"{label}: refused: member {shown} has an absolute path")
     path = PurePosixPath(normal)
     if ".." in path.parts:
-        raise ArchiveError(f"{label}: refused: member {name!r} points outside the archive")
+        raise ArchiveError(f"{label}: refused: member {shown} points outside the archive")
     parts = [p for p in path.parts if p not in ("", ".")]
+    longest = max((len(p.encode()) for p in parts), default=0)
+    if longest > MAX_NAME_BYTES:
+        raise ArchiveError(
+            f"{label}: member {shown} has a file or folder name of {longest:,} bytes; "
+            f"at most {MAX_NAME_BYTES} are allowed"
+        )
     return PurePosixPath(*parts) if parts else None
 
 
@@ -183,27 +202,43 @@ def _too_many(label: str, limits: ArchiveLimits) -> str:
     return f"{label}: the archive has more than {limits.max_files:,} entries (files and folders)"
 
 
-def _too_big(label: str, name: str, limits: ArchiveLimits) -> str:
+def _too_big(label: str, name: str, progress: _Progress) -> str:
     return (
-        f"{label}: stopped at {name}: the archive unpacks to more than "
-        f"{limits.max_total_bytes:,} bytes"
+        f"{label}: stopped at {shown_name(name)}: the archive unpacks to more than "
+        f"{progress.allowed:,} bytes (at most {progress.limits.max_expansion} times its own "
+        f"size, and {progress.limits.max_total_bytes:,} bytes in all)"
     )
 
 
-def _copy(
-    source: IO[bytes], target: Path, budget: int, name: str, label: str, limits: ArchiveLimits
-) -> int:
+def shown_name(name: str, limit: int = 80) -> str:
+    """A member name for a message: whole when short, else its start and end."""
+    name = str(name)
+    return name if len(name) <= limit else f"{name[: limit // 2]}…{name[-limit // 2 :]}"
+
+
+def _reason(error: BaseException) -> str:
+    """Why reading failed, in words: never the server path an OSError carries."""
+    if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:
+        return "a file or folder name in it is too long (at most 255 bytes per name)"
+    if isinstance(error, OSError) and error.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+        return "a file and a folder in it have the same name"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return str(error) or "unreadable data"
+
+
+def _copy(source: IO[bytes], target: Path, name: str, label: str, progress: _Progress) -> int:
     """Stream one member to `target`, counting the bytes really written."""
-    written = 0
+    written, most = 0, progress.limits.max_member_bytes
     with target.open("xb") as out:
         while chunk := source.read(CHUNK):
             written += len(chunk)
-            if written > limits.max_member_bytes:
+            if written > most:
                 raise ArchiveError(
-                    f"{label}: {name} unpacks to more than {limits.max_member_bytes:,} bytes"
+                    f"{label}: {shown_name(name)} unpacks to more than {most:,} bytes"
                 )
-            if written > budget:
-                raise ArchiveError(_too_big(label, name, limits))
+            if written > progress.budget:
+                raise ArchiveError(_too_big(label, name, progress))
             out.write(chunk)
     return written
 
@@ -222,11 +257,13 @@ def extract(
     destination.mkdir(parents=True, exist_ok=True)
     try:
         with handle:
-            files, skipped = _extract_members(
-                members(handle), destination, label, limits, Path(archive).name
-            )
+            allowed = limits.allowance(Path(archive).stat().st_size)
+            progress = _Progress(limits=limits, allowed=allowed, budget=allowed)
+            files = _extract_members(members(handle), destination, label, progress)
+        progress.log_summary(label)
         if not files:
-            also = f" (only {', '.join(skipped[:5])}, skipped)" if skipped else ""
+            skipped = [shown_name(n) for n in progress.skipped[:5]]
+            also = f" (only {', '.join(skipped)}, skipped)" if skipped else ""
             raise ArchiveError(f"{label}: the archive contains no files{also}")
     except BaseException:
         shutil.rmtree(destination, ignore_errors=True)
@@ -236,85 +273,102 @@ def extract(
 
 @dataclass
 class _Progress:
+    limits: ArchiveLimits
+    allowed: int  # bytes this archive may unpack to
     budget: int  # bytes still allowed
     entries: int = 0
     last: str | None = None  # the last member read, for messages
     skipped: list[str] = field(default_factory=list)
+    unlogged: Counter = field(default_factory=Counter)  # skips past SKIP_LOG_LINES, by reason
+
+    def skip(self, label: str, relative: PurePosixPath, why: str) -> None:
+        if len(self.skipped) < SKIP_LOG_LINES:
+            log.info("%s: skipped %s (%s)", label, shown_name(relative), why)
+        else:
+            self.unlogged[why] += 1
+        self.skipped.append(str(relative))
+
+    def log_summary(self, label: str) -> None:
+        if self.unlogged:
+            reasons = "; ".join(f"{why}: {n:,}" for why, n in self.unlogged.most_common())
+            log.info(
+                "%s: skipped %s more entries (%s)", label, f"{self.unlogged.total():,}", reasons
+            )
 
 
-def _extract_members(members, destination: Path, label: str, limits: ArchiveLimits, shown: str):
+def _extract_members(members, destination: Path, label: str, progress: _Progress) -> list[Path]:
     files: list[Path] = []
-    progress = _Progress(budget=limits.max_total_bytes)
     try:
         for member in members:
             progress.entries += 1
-            if progress.entries > limits.max_files:
-                raise ArchiveError(_too_many(label, limits))
-            target = _place(member, destination, label, limits, progress)
+            if progress.entries > progress.limits.max_files:
+                raise ArchiveError(_too_many(label, progress.limits))
+            target = _place(member, destination, label, progress)
             if target is not None:
                 files.append(target)
             progress.last = member.name
     except UNPACK_ERRORS as error:
-        after = f" after {progress.last}" if progress.last else ""
+        after = f" after {shown_name(progress.last)}" if progress.last else ""
         raise ArchiveError(
-            f"{label}: {shown} is damaged or truncated (reading stopped{after}: {error})"
+            f"{label}: the archive is damaged or truncated (reading stopped{after}: "
+            f"{_reason(error)})"
         ) from None
-    return files, progress.skipped
+    return files
 
 
-def _skip(
-    member: Member, relative: PurePosixPath, label: str, limits: ArchiveLimits, progress: _Progress
-) -> bool:
+def _skip(member: Member, relative: PurePosixPath, label: str, progress: _Progress) -> bool:
     """Log and count a member that is not extracted; True when it is skipped."""
     if member.kind == "encrypted":
         raise ArchiveError(
-            f"{label}: {relative} is encrypted; upload an archive without a password"
+            f"{label}: {shown_name(relative)} is encrypted; upload an archive without a password"
         )
     why = {"link": "a link is never followed", "special": "not a regular file"}.get(member.kind)
     if not (why := why or _skip_reason(relative)):
         return False
-    log.info("%s: skipped %s (%s)", label, relative, why)
-    progress.skipped.append(str(relative))
-    _charge(member, relative, label, limits, progress)
+    progress.skip(label, relative, why)
+    _charge(member, relative, label, progress)
     return True
 
 
-def _charge(
-    member: Member, relative: PurePosixPath, label: str, limits: ArchiveLimits, progress: _Progress
-) -> None:
+def _charge(member: Member, relative: PurePosixPath, label: str, progress: _Progress) -> None:
     """A tar is read through every member, skipped or not: that work is bounded too."""
     progress.budget -= max(member.size, 0)
     if progress.budget < 0:
-        raise ArchiveError(_too_big(label, str(relative), limits))
+        raise ArchiveError(_too_big(label, str(relative), progress))
 
 
-def _place(
-    member: Member, destination: Path, label: str, limits: ArchiveLimits, progress: _Progress
-) -> Path | None:
+def _place(member: Member, destination: Path, label: str, progress: _Progress) -> Path | None:
     """Write one member under `destination`, or log why not; returns the file written."""
     relative = safe_relative(member.name, label)
-    if relative is None or member.kind == "dir" or _skip(member, relative, label, limits, progress):
+    if relative is None or member.kind == "dir" or _skip(member, relative, label, progress):
         return None
-    target = destination / relative
-    if not target.resolve().is_relative_to(destination.resolve()):
-        raise ArchiveError(f"{label}: refused: member {member.name!r} leaves the archive")
-    if target.exists():
-        log.info("%s: skipped a second copy of %s", label, relative)
-        _charge(member, relative, label, limits, progress)
-        return None
-    if member.size > progress.budget:  # the header already says it will not fit
-        raise ArchiveError(_too_big(label, str(relative), limits))
+    shown = shown_name(relative)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with member.open() as source:
-            progress.budget -= _copy(source, target, progress.budget, str(relative), label, limits)
+        return _write(member, destination, relative, label, progress)
     except NotImplementedError as error:
         raise ArchiveError(
-            f"{label}: cannot unpack {relative}: {error}; re-create the archive with standard "
+            f"{label}: cannot unpack {shown}: {error}; re-create the archive with standard "
             "zip (deflate) or tar compression"
         ) from None
     except UNPACK_ERRORS as error:
+        raise ArchiveError(f"{label}: cannot unpack {shown}: {_reason(error)}") from None
+
+
+def _write(
+    member: Member, destination: Path, relative: PurePosixPath, label: str, progress: _Progress
+) -> Path | None:
+    target = destination / relative
+    if not target.resolve().is_relative_to(destination.resolve()):
         raise ArchiveError(
-            f"{label}: cannot unpack {relative}: {error} (a damaged or incomplete archive?)"
-        ) from None
+            f"{label}: refused: member {shown_name(member.name)!r} leaves the archive"
+        )
+    if target.exists():
+        progress.skip(label, relative, "a second copy")
+        _charge(member, relative, label, progress)
+        return None
+    if member.size > progress.budget:  # the header already says it will not fit
+        raise ArchiveError(_too_big(label, str(relative), progress))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with member.open() as source:
+        progress.budget -= _copy(source, target, str(relative), label, progress)
     return target

@@ -75,18 +75,26 @@ def _caption(row: list[str], header: list[str], at: int, where: str) -> str:
     return _one_line(row[at]) if at < len(row) else ""
 
 
-def _csv_text(path: Path, shown: str, label: str) -> str:
+def read_text(path: Path, shown: str, label: str) -> str:
+    """UTF-8 (with or without a BOM), else cp1252, what spreadsheets on Windows write."""
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
-        raise UserError(f"{label}: {shown} line {line} is not UTF-8 text") from None
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        raise UserError(
+            f"{label}: {shown} line {line} is neither UTF-8 nor Windows-1252 text"
+        ) from None
+    log.info("%s: %s is not UTF-8 (line %d); read it as Windows-1252", label, shown, line)
+    return text
 
 
 def _csv_rows(path: Path, shown: str, label: str) -> list[tuple[int, str, str]]:
     """(line, image_file, caption) rows; a caption with unquoted commas is kept whole."""
-    reader = csv.reader(io.StringIO(_csv_text(path, shown, label), newline=""), strict=True)
+    reader = csv.reader(io.StringIO(read_text(path, shown, label), newline=""), strict=True)
     try:
         header = [_key(column.strip()) for column in next(reader, [])]
         missing = [column for column in COLUMNS if column not in header]
@@ -155,10 +163,7 @@ def captions_from_text(text_files: list[str], root: Path, names: list[str], labe
         text = texts.get(_stem(name))
         if text is None:
             continue
-        try:
-            caption = _one_line((root / text).read_text(encoding="utf-8-sig"))
-        except UnicodeDecodeError:
-            raise UserError(f"{label}: caption file {text} is not UTF-8 text") from None
+        caption = _one_line(read_text(root / text, text, label))
         if caption:
             captions[name] = caption
     return captions
@@ -241,7 +246,13 @@ def load_archive(
     resolution: int,
     limits: ArchiveLimits = ArchiveLimits(),
 ) -> list[Photo]:
-    """Extract `archive` into `workdir` (replacing what was there) and load its photos."""
+    """Extract `archive` into `workdir`, load its photos into memory, and remove `workdir`.
+
+    Nothing extracted outlives this call, whether it succeeds or fails.
+    """
     shutil.rmtree(workdir, ignore_errors=True)
-    files = extract(archive, workdir, label=label, limits=limits)
-    return collect(files, workdir, label=label, resolution=resolution)
+    try:
+        files = extract(archive, workdir, label=label, limits=limits)
+        return collect(files, workdir, label=label, resolution=resolution)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -293,7 +293,7 @@ def test_a_repeated_member_keeps_the_first_copy(tmp_path, caplog):
     with caplog.at_level("INFO"):
         assert run(archive, tmp_path) == ["a.jpg"]
     assert (tmp_path / "out/a.jpg").read_bytes() == jpeg()
-    assert "skipped a second copy of a.jpg" in caplog.text
+    assert "skipped a.jpg (a second copy)" in caplog.text
 
 
 def test_the_destination_must_be_empty(tmp_path):
@@ -310,3 +310,62 @@ def test_the_destination_must_be_empty(tmp_path):
 def test_limits_must_be_positive_whole_numbers(field, value):
     with pytest.raises(ValueError, match=f"ArchiveLimits.{field} must be a positive int"):
         ArchiveLimits(**{field: value})
+
+
+def test_an_archive_unpacking_to_far_more_than_its_size_is_refused(tmp_path):
+    archive = zip_with(tmp_path / "small.zip", {"a.jpg": jpeg(), "b.jpg": b"\0" * 3_000_000})
+    with pytest.raises(ArchiveError) as error:
+        run(archive, tmp_path, min_allowance=1_000_000, max_expansion=100)
+    assert "stopped at b.jpg: the archive unpacks to more than 1,000,000 bytes" in str(error.value)
+    assert "at most 100 times its own size" in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_name_too_long_is_refused_without_the_server_path(tmp_path):
+    long_name = "x" * 5_500 + ".jpg"
+    archive = tar_with(tmp_path / "long.tar", {"ok.jpg": jpeg(), long_name: b"1"}, "w")
+    with pytest.raises(ArchiveError) as error:
+        run(archive, tmp_path)
+    message = str(error.value)
+    assert "has a file or folder name of 5,504 bytes; at most 255 are allowed" in message
+    assert str(tmp_path) not in message and len(message) < 300
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_a_file_and_a_folder_with_one_name_are_an_error_in_words(tmp_path, kind):
+    writer = zip_with if kind == "zip" else tar_with
+    archive = writer(tmp_path / "clash", {"a": b"file", "a/b.jpg": jpeg()})
+    with pytest.raises(ArchiveError) as error:
+        run(archive, tmp_path)
+    message = str(error.value)
+    assert message == (
+        "instance_data: cannot unpack a/b.jpg: a file and a folder in it have the same name"
+    )
+
+
+def symlink_tar(path: Path, links: int) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        tar.addfile(tarfile.TarInfo("a.jpg"), io.BytesIO(b""))
+        for i in range(links):
+            add_link(tar, f"l{i}", tarfile.SYMTYPE, "a.jpg")
+        info = tarfile.TarInfo("b.jpg")
+        data = jpeg()
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_skipped_entries_are_logged_once_each_up_to_a_bound_then_summed(tmp_path, caplog):
+    with caplog.at_level("INFO"):
+        assert run(symlink_tar(tmp_path / "links.tgz", 50), tmp_path) == ["a.jpg", "b.jpg"]
+    lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(lines) == 21
+    assert lines[-1] == "instance_data: skipped 30 more entries (a link is never followed: 30)"
+
+
+def test_a_tar_of_200000_links_is_refused_by_the_entry_bound(tmp_path, caplog):
+    archive = symlink_tar(tmp_path / "links.tgz", 200_000)
+    assert archive.stat().st_size < 4_000_000
+    with caplog.at_level("INFO"), pytest.raises(ArchiveError, match="more than 10,000 entries"):
+        run(archive, tmp_path)
+    assert len(caplog.records) <= 21

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -81,6 +82,7 @@ def class_images(
     key = cache_key(class_prompt, base_fingerprint, resolution)
     folder = cache_root / key
     folder.mkdir(parents=True, exist_ok=True)
+    os.utime(folder)  # the newest set in use: kept first (trainer/retention.py)
     paths = [folder / f"{i:05d}.png" for i in range(missing)]
     todo = [i for i, path in enumerate(paths) if not path.is_file()]
     if len(todo) < missing:

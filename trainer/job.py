@@ -12,6 +12,7 @@ checkpoint, while any change to what is learned starts afresh.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 
 from core.manifest import Manifest, identifier_token
-from trainer import base_model, class_images, export, loop
+from trainer import base_model, class_images, export, loop, retention
 from trainer.accelerator import make_accelerator, weight_dtype
 from trainer.checkpoints import CheckpointStore
 from trainer.config import TrainConfig
@@ -121,7 +122,7 @@ def prior_images(cfg, base, run_dir, accelerator, scratch: str) -> list:
                 resolution=cfg.resolution,
             )
         ]
-    return class_images.class_images(
+    images = class_images.class_images(
         wanted=cfg.num_class_images or len(user),
         user_images=user,
         class_prompt=cfg.class_prompt,
@@ -133,6 +134,15 @@ def prior_images(cfg, base, run_dir, accelerator, scratch: str) -> list:
         device=accelerator.device,
         dtype=weight_dtype(accelerator),
     )
+    if accelerator.is_main_process:
+        policy = retention.Retention.from_env()
+        current = (
+            work_root()
+            / "class-images"
+            / class_images.cache_key(cfg.class_prompt, base.fingerprint, cfg.resolution)
+        )
+        retention.prune(current.parent, policy.keep_class_sets, policy.max_bytes, current)
+    return images
 
 
 def resolved_args(cfg: TrainConfig, accelerator, total: int) -> dict:
@@ -178,20 +188,32 @@ def finish(cfg, base, method, accelerator, run_dir: Path, total: int) -> Path:
 
 
 def train(cfg: TrainConfig, callbacks: Sequence[loop.StepCallback] = ()) -> Result:
-    """Train `cfg` to `output.zip`; `callbacks` see every optimizer step (tests, benches)."""
+    """Train `cfg` to `output.zip`; `callbacks` see every optimizer step (tests, benches).
+
+    However the run ends (success, error, cancel), only its checkpoints (for a resume) and
+    its output.zip stay on disk; retention.py bounds how many runs keep even those.
+    """
     base_ref = base_model.identify(base_model.base_model_dir(), cfg.ckpt_base)
     run_dir = work_root() / "runs" / run_id(cfg, base_ref.fingerprint)
-    run_dir.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(cfg.mixed_precision, cfg.gradient_accumulation_steps)
+    main = accelerator.is_main_process
+    with retention.claim(run_dir) if main else contextlib.nullcontext():
+        try:
+            result = _train_in(run_dir, cfg, base_ref, accelerator, callbacks)
+        finally:
+            if main:
+                remove_scratch(run_dir)
+    if main:
+        CheckpointStore(run_dir / "checkpoints").clear()  # finished: nothing to resume
+    return result
+
+
+def _train_in(run_dir: Path, cfg, base_ref, accelerator, callbacks) -> Result:
     main = accelerator.is_main_process
     # each process extracts on its own; the main one generates class images, the others reuse
     scratch = "" if main else f"-rank{accelerator.process_index}"
     if main:
-        print(
-            f"run {run_dir.name}: work directory {run_dir}, "
-            f"{accelerator.num_processes} process(es)",
-            flush=True,
-        )
+        print(f"run {run_dir.name} on {accelerator.num_processes} process(es)", flush=True)
     photos = load_archive(
         cfg.instance_data,
         run_dir / f"instance{scratch}",
@@ -217,7 +239,6 @@ def train(cfg: TrainConfig, callbacks: Sequence[loop.StepCallback] = ()) -> Resu
     output = run_dir / "output.zip"
     if main:
         output = finish(cfg, base, method, accelerator, run_dir, total)
-        cleanup(run_dir)
     return Result(output, result.steps, result.resumed_from, result.summary)
 
 
@@ -246,8 +267,14 @@ def _xformers_available() -> bool:
     return is_xformers_available()
 
 
-def cleanup(run_dir: Path) -> None:
-    """Keep output.zip; drop photos, checkpoints and the unzipped folder of a finished run."""
-    for pattern in ("instance*", "class*", "checkpoints", "output"):
+SCRATCH = ("instance*", "class*", "output", "ckpt_base.safetensors", "*.partial")
+
+
+def remove_scratch(run_dir: Path) -> None:
+    """Drop what a run needs only while it runs: extracted photos, the unzipped export."""
+    for pattern in SCRATCH:
         for path in run_dir.glob(pattern):
-            shutil.rmtree(path, ignore_errors=True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)

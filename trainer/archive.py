@@ -96,6 +96,7 @@ class Member:
     kind: Kind
     size: int  # as the header claims: used only to stop early, never trusted
     open: Callable[[], IO[bytes]]
+    compression: str = "its compression"  # for messages
 
 
 def describe(path: Path) -> str:
@@ -103,7 +104,10 @@ def describe(path: Path) -> str:
     with Path(path).open("rb") as stream:
         head = stream.read(512)
     if not head:
-        return "an empty file"
+        return (
+            "an empty file: 0 bytes arrived (if you sent a data URI, check that its base64 is "
+            "complete)"
+        )
     for magic, what in MAGIC:
         if head.startswith(magic):
             return what
@@ -131,8 +135,13 @@ def _zip_kind(info: zipfile.ZipInfo) -> Kind:
 
 def _zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
     for info in archive.infolist():
+        method = zipfile.compressor_names.get(info.compress_type, f"method {info.compress_type}")
         yield Member(
-            info.filename, _zip_kind(info), info.file_size, lambda info=info: archive.open(info)
+            info.filename,
+            _zip_kind(info),
+            info.file_size,
+            lambda info=info: archive.open(info),
+            f"{method} compression",
         )
 
 
@@ -345,10 +354,10 @@ def _place(member: Member, destination: Path, label: str, progress: _Progress) -
     shown = shown_name(relative)
     try:
         return _write(member, destination, relative, label, progress)
-    except NotImplementedError as error:
+    except NotImplementedError:
         raise ArchiveError(
-            f"{label}: cannot unpack {shown}: {error}; re-create the archive with standard "
-            "zip (deflate) or tar compression"
+            f"{label}: cannot unpack {shown}: it uses {member.compression}, which is not "
+            "supported; re-create the archive with standard zip (deflate) or tar compression"
         ) from None
     except UNPACK_ERRORS as error:
         raise ArchiveError(f"{label}: cannot unpack {shown}: {_reason(error)}") from None

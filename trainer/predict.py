@@ -25,6 +25,7 @@ LR_SCHEDULERS = [
     "constant_with_warmup",
 ]
 PRECISIONS = ["auto", "no", "fp16", "bf16"]
+FILE_INPUTS = ("instance_data", "class_data", "ckpt_base")
 
 
 class Inputs:
@@ -185,9 +186,12 @@ class Inputs:
 def _train(inputs: dict):
     from core.errors import with_cause
     from core.logs import LogTail
+    from core.uploads import require_upload
     from trainer.config import TrainConfig  # heavy imports stay out of module import
     from trainer.job import train
 
+    for name in FILE_INPUTS:
+        require_upload(name, inputs[name])
     with LogTail() as tail:
         try:
             result = train(TrainConfig(**inputs))

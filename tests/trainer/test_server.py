@@ -1,6 +1,7 @@
 """The trainer through Cog's real HTTP server, as `cog predict` / `cog train` send requests."""
 
 import io
+import shutil
 import zipfile
 
 import pytest
@@ -84,3 +85,25 @@ def test_a_training_returns_weights(env, photo_zip, tmp_path):
     succeeded(status, body)
     manifest = unzip(body["output"]["weights"], tmp_path / "weights")
     assert manifest.method.value == "dreambooth"
+
+
+def test_an_unexpected_failure_reports_its_cause_and_the_last_log_lines(
+    tmp_path, tiny_sd15, photo_zip
+):
+    broken = tmp_path / "base"
+    shutil.copytree(tiny_sd15, broken)
+    unet = broken / "unet" / "diffusion_pytorch_model.safetensors"
+    unet.write_bytes(unet.read_bytes()[: unet.stat().st_size // 2])  # a broken base install
+    env = {
+        "BASE_MODEL_DIR": str(broken),
+        "TRAINER_WORK_DIR": str(tmp_path / "work"),
+        "COG_TEST_LOG_DIR": str(tmp_path),
+    }
+    with CogServer("trainer", env=env) as server:
+        status, body = server.predict(
+            instance_data=data_uri(photo_zip, "application/zip"), **REQUEST
+        )
+    assert status == 200 and body["status"] == "failed"
+    error = body["error"]
+    assert "RunFailedError" in error and "last log lines:" in error, error
+    assert "4 instance photos" in error.split("last log lines:")[1]

@@ -9,7 +9,10 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 VOCAB := .cache/clip/bpe_simple_vocab_16e6.txt.gz
 
-.PHONY: install demo test lint format bench clean
+GPU_SITE ?= /tmp/gpu-site
+WHEELS ?= gpu-wheels
+
+.PHONY: install demo test lint format bench clean gpu-wheels gpu-test
 
 install: $(STAMP) $(VOCAB)
 
@@ -38,8 +41,18 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: install
-	$(BIN)/python -m bench.train
+	$(BIN)/python -m bench.train $(if $(PEER_SCRIPTS),--peer-script $(PEER_SCRIPTS)/train_dreambooth.py)
 	$(BIN)/python -m bench.infer
+
+# The GPU lane. Here: `make gpu-wheels` downloads what a bare GPU machine lacks. There (torch
+# but no diffusers, cog…, no network): `make gpu-test` installs them offline and runs the tests
+# marked gpu. See README, "GPU test lane".
+gpu-wheels: install
+	$(BIN)/python -m buildkit.gpu_wheels fetch $(WHEELS)
+
+gpu-test:
+	python3 -m buildkit.gpu_wheels install $(WHEELS) $(GPU_SITE)
+	PYTHONPATH=$(GPU_SITE):$(CURDIR) python3 -m pytest -m gpu tests/gpu -v -p no:cacheprovider
 
 clean:
 	rm -rf work build demo-output .cog .pytest_cache .ruff_cache

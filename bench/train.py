@@ -1,14 +1,19 @@
-"""Seconds per step and peak memory: our trainer vs a bare diffusers + accelerate loop.
+"""Training speed and memory: our trainer against the real peer, diffusers' example script.
 
-    python -m bench.train                                 # tiny model, CPU (what CI machines have)
-    python -m bench.train --shape sd15 --resolution 512 --precision fp16 --use-8bit-adam \
-        --gradient-checkpointing                          # real-shape SD1.5, random weights (GPU)
+    python -m bench.train --peer-script ~/diffusers/examples/dreambooth/train_dreambooth.py
+    python -m bench.train --shape sd15 --precision bf16 --config all \
+        --peer-script ~/diffusers/examples/dreambooth/train_dreambooth.py     # on a GPU
 
-Each side runs in its own child process (same process tree, one after the other), so peak
-memory is each one's own. The baseline is the loop of diffusers' examples/dreambooth/
-train_dreambooth.py reduced to the same settings: it encodes every batch with the VAE, where
-ours encodes each photo once. Steady-state seconds/step skip the first `--warmup` steps.
-Output: JSON on stdout and in bench/results/train-<shape>.json.
+The peer is the user's own copy of the script, run unchanged by path (bench/peer.py) at the
+same settings: same base, photos, prompt, resolution, batch size, learning rate, schedule,
+precision, seed and step count. Without `--peer-script` only ours is measured.
+
+Every configuration runs each side in its own child process, one after the other. Both are
+timed the same way: PyTorch's global optimizer-step hook after a CUDA sync. Reported per side:
+steady seconds/step (after `--warmup` steps), wall time, time to the first step (which holds
+class-image generation under prior preservation), peak `max_memory_allocated`, device-level GPU
+peak (NVML) and peak RSS; and ours/peer ratios. JSON on stdout and in
+bench/results/train-<shape>.json.
 """
 
 from __future__ import annotations
@@ -16,162 +21,132 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from bench import workers
+from bench.train_sides import CONFIGS, Setting, peer_flags, run_ours
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PROMPT, CLASS_PROMPT = "a photo of sks cat", "a photo of a cat"
 
 
-def peak_memory_mb() -> dict:
-    peak = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    if torch.cuda.is_available():
-        peak["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return peak
-
-
-def steady_rate(stamps: list[float], warmup: int) -> float:
+def steady_rate(stamps: list[float], warmup: int) -> float | None:
     """Seconds per step after the first `warmup` steps."""
     usable = stamps[warmup:] if len(stamps) > warmup + 1 else stamps
-    return (usable[-1] - usable[0]) / max(1, len(usable) - 1)
+    if len(usable) < 2:
+        return None
+    return (usable[-1] - usable[0]) / (len(usable) - 1)
 
 
-def run_ours(args, base: Path, photos: Path, work: Path) -> dict:
-    import os
-
-    os.environ.update(BASE_MODEL_DIR=str(base), TRAINER_WORK_DIR=str(work))
-    from trainer import job
-    from trainer.config import TrainConfig
-
-    stamps: list[float] = []
-
-    def timed(event) -> None:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        stamps.append(time.perf_counter())
-
-    cfg = TrainConfig(
-        instance_prompt=PROMPT,
-        class_prompt=CLASS_PROMPT,
-        instance_data=photos,
-        with_prior_preservation=False,
-        resolution=args.resolution,
-        max_train_steps=args.steps,
-        learning_rate=5e-6,
-        mixed_precision=args.precision,
-        use_8bit_adam=args.use_8bit_adam,
-        gradient_checkpointing=args.gradient_checkpointing,
-        checkpointing_steps=0,
-        train_text_encoder=True,
-        seed=0,
-    )
-    result = job.train(cfg, callbacks=[timed])
-    return {
-        "seconds_per_step": steady_rate(stamps, args.warmup),
-        "final_loss": result.summary["final_loss"],
-    }
+def summarise(raw: dict, warmup: int) -> dict:
+    stamps = raw.pop("stamps")
+    started = raw.pop("started", None)
+    result = {"seconds_per_step": steady_rate(stamps, warmup), "steps_timed": len(stamps), **raw}
+    if started is not None and stamps:
+        result["seconds_to_first_step"] = round(stamps[0] - started, 3)
+    return result
 
 
-def run_baseline(args, base: Path, photos: Path) -> dict:
-    from bench.baseline_loop import train_baseline
-
-    stamps, loss = train_baseline(base, photos, PROMPT, args)
-    return {"seconds_per_step": steady_rate(stamps, args.warmup), "final_loss": loss}
-
-
-def worker(args) -> None:
-    base, photos = Path(args.base), Path(args.photos)
-    with tempfile.TemporaryDirectory() as work:
-        if args.worker == "ours":
-            result = run_ours(args, base, photos, Path(work))
-        else:
-            result = run_baseline(args, base, photos)
-    result.update(peak_memory_mb())
-    workers.report(result)
+def ratios(ours: dict, peer: dict) -> dict:
+    out = {}
+    for key in ("seconds_per_step", "wall_seconds", "peak_cuda_mb", "peak_device_mb"):
+        if ours.get(key) and peer.get(key):
+            out[f"ratio_{key}"] = round(ours[key] / peer[key], 3)
+    return out
 
 
-def child(args, side: str, base: Path, photos: Path) -> dict:
-    return workers.run(
-        "bench.train", side, ["--base", str(base), "--photos", str(photos), *forwarded(args)]
-    )
+def bench_setting(args, setting: Setting, base: Path, photos: Path, folder: Path) -> dict:
+    shared = ["--base", str(base), "--photos", str(photos), *forwarded(args, setting)]
+    ours = summarise(workers.run("bench.train", "ours", shared), args.warmup)
+    entry = {"ours": ours}
+    if args.peer_script:
+        out = folder / f"peer-{setting.name}"
+        command = [sys.executable, "-m", "bench.peer", str(args.peer_script), "--"]
+        flags = peer_flags(args, setting, base, folder / "photos", out)
+        peer = summarise(workers.run_command(command + flags), args.warmup)
+        entry.update(peer=peer, **ratios(ours, peer))
+    return entry
 
 
-def forwarded(args) -> list[str]:
-    flags = [
-        "--shape",
-        args.shape,
+def forwarded(args, setting: Setting) -> list[str]:
+    return [
+        "--config",
+        setting.name,
         "--steps",
         str(args.steps),
-        "--warmup",
-        str(args.warmup),
         "--resolution",
         str(args.resolution),
         "--precision",
         args.precision,
     ]
-    if args.use_8bit_adam:
-        flags.append("--use-8bit-adam")
-    if args.gradient_checkpointing:
-        flags.append("--gradient-checkpointing")
-    return flags
 
 
-def make_inputs(args, folder: Path) -> tuple[Path, Path]:
-    from buildkit.sample_photos import write_photo_zip
+def make_inputs(shape: str, folder: Path) -> tuple[Path, Path]:
+    """A base model and the photos, as a zip (ours) and a folder (the peer's)."""
+    from buildkit.sample_photos import photo, write_photo_zip
 
-    if args.shape == "tiny":
+    if shape == "tiny":
         from buildkit.tiny import write_sd15
     else:
         from buildkit.real_shape import write_sd15
     base = write_sd15(folder / "base")
-    return base, write_photo_zip(folder / "photos.zip")
+    photos = write_photo_zip(folder / "photos.zip")
+    (folder / "photos").mkdir()
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        photo(name).save(folder / "photos" / f"{name}.png")
+    return base, photos
 
 
-def main(argv: list[str] | None = None) -> None:
+def machine() -> dict:
+    cuda = torch.cuda.is_available()
+    return {
+        "device": "cuda" if cuda else "cpu",
+        "gpu": torch.cuda.get_device_name() if cuda else None,
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+    }
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", choices=["tiny", "sd15"], default="tiny")
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--config", choices=[*CONFIGS, "all"], default="unet+te")
+    parser.add_argument("--peer-script", type=Path, help="diffusers' train_dreambooth.py")
+    parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--resolution", type=int, default=None)
     parser.add_argument("--precision", choices=["auto", "no", "fp16", "bf16"], default="auto")
-    parser.add_argument("--use-8bit-adam", action="store_true")
-    parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--worker", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["ours"], help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     parser.add_argument("--photos", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.resolution = args.resolution or (64 if args.shape == "tiny" else 512)
+    if args.peer_script and not args.peer_script.is_file():
+        parser.error(f"--peer-script {args.peer_script} is not a file")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
     if args.worker:
-        return worker(args)
-    with tempfile.TemporaryDirectory() as folder:
-        base, photos = make_inputs(args, Path(folder))
-        sides = {side: child(args, side, base, photos) for side in ("baseline", "ours")}
+        return workers.report(run_ours(args, CONFIGS[args.config]))
+    names = list(CONFIGS) if args.config == "all" else [args.config]
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        base, photos = make_inputs(args.shape, folder)
+        configs = {name: bench_setting(args, CONFIGS[name], base, photos, folder) for name in names}
     report = {
         "benchmark": "train",
-        "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "base", "photos")},
-        "machine": {
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "cpu": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
+        "peer": str(args.peer_script) if args.peer_script else None,
+        "settings": {
+            k: str(v) for k, v in vars(args).items() if k not in ("worker", "base", "photos")
         },
-        "baseline": sides["baseline"],
-        "ours": sides["ours"],
-        "ratio_seconds_per_step": round(
-            sides["ours"]["seconds_per_step"] / sides["baseline"]["seconds_per_step"], 3
-        ),
-        "ratio_peak_rss": round(sides["ours"]["peak_rss_mb"] / sides["baseline"]["peak_rss_mb"], 3),
+        "machine": machine(),
+        "configs": configs,
     }
-    if "peak_cuda_mb" in sides["ours"]:
-        report["ratio_peak_cuda"] = round(
-            sides["ours"]["peak_cuda_mb"] / sides["baseline"]["peak_cuda_mb"], 3
-        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"train-{args.shape}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -64,3 +64,15 @@ def trained_weights(tmp_path_factory, tiny_sd15, photo_zip) -> Path:
         )
     zipfile.ZipFile(result.output).extractall(work / "weights")
     return work / "weights"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu run only where CUDA is (`make gpu-test`); elsewhere they are skipped."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: run `make gpu-test` on a GPU machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

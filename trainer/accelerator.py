@@ -38,6 +38,11 @@ def make_accelerator(precision: MixedPrecision, gradient_accumulation_steps: int
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
     cuda = torch.cuda.is_available()
+    if cuda:
+        # Decision: TF32 matmuls and convolutions (Ampere and later): fp32 parts of a
+        # mixed-precision step at tensor-core speed. The bench gives the peer --allow_tf32.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     # cpu=True also lets accelerate recognise a multi-process CPU launch (gloo), e.g. in tests
     return Accelerator(
         mixed_precision=resolve_precision(precision, cuda),

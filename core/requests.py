@@ -13,6 +13,39 @@ from core.schedulers import SCHEDULERS
 MAX_PROMPT_CHARS = 2000
 
 
+@dataclass(frozen=True)
+class Bound:
+    """An inclusive range. The one place a request's limits are declared: the Cog adapters'
+    `ge`/`le` are rendered from these (templates/inputs.py), and requests are checked against
+    them here, so the schema and the error messages cannot disagree."""
+
+    low: float
+    high: float
+
+    def check(self, name: str, value: float) -> None:
+        if not self.low <= value <= self.high:
+            raise UserError(f"{name}={value} must be from {self.low} to {self.high}")
+
+
+SIZE = Bound(64, 1024)  # pixels, and a multiple of SIZE_MULTIPLE
+SIZE_MULTIPLE = 8
+NUM_OUTPUTS = Bound(1, 10)
+STEPS = Bound(1, 500)
+GUIDANCE = Bound(1.0, 20.0)
+STRENGTH = Bound(0.0, 1.0)
+CONDITIONING_SCALE = Bound(0.0, 4.0)
+SEED = Bound(0, 2**32 - 1)
+CANNY_THRESHOLD = Bound(1, 255)
+LIMITS = {
+    "num_outputs": NUM_OUTPUTS,
+    "num_inference_steps": STEPS,
+    "guidance_scale": GUIDANCE,
+    "prompt_strength": STRENGTH,
+    "controlnet_conditioning_scale": CONDITIONING_SCALE,
+    "seed": SEED,
+}
+
+
 class Mode(str, Enum):
     TXT2IMG = "txt2img"
     IMG2IMG = "img2img"
@@ -45,8 +78,13 @@ class GenerationRequest:
     def __post_init__(self) -> None:
         for name in ("width", "height"):
             value = getattr(self, name)
-            if value % 8 or not 64 <= value <= 2048:
-                raise UserError(f"{name}={value} must be a multiple of 8 from 64 to 2048")
+            if value % SIZE_MULTIPLE or not SIZE.low <= value <= SIZE.high:
+                raise UserError(
+                    f"{name}={value} must be a multiple of {SIZE_MULTIPLE} "
+                    f"from {SIZE.low} to {SIZE.high}"
+                )
+        for name, bound in LIMITS.items():
+            bound.check(name, getattr(self, name))
         for name in ("prompt", "negative_prompt"):
             value = getattr(self, name) or ""
             if len(value) > MAX_PROMPT_CHARS:
@@ -62,8 +100,6 @@ class GenerationRequest:
                 f"mask is {self.mask.size[0]}x{self.mask.size[1]} but image is "
                 f"{self.image.size[0]}x{self.image.size[1]}; they must match"
             )
-        if not 1 <= self.num_outputs <= 10:
-            raise UserError(f"num_outputs={self.num_outputs} must be 1 to 10")
 
     @property
     def mode(self) -> Mode:

@@ -5,11 +5,14 @@
     Canny       controlnet-canny            + the Canny thresholds
 
 Outputs stream: each image is sent as soon as it is made (also as server-sent events, thanks
-to @streaming). Inputs keep dream-templates' names and defaults. Each is declared once in
-`Inputs`; `cog build` reads the signatures statically and resolves such references only within
-this file, and reads `choices` only from literals here: SCHEDULER_CHOICES is pinned to
-core.schedulers.SCHEDULERS by tests/test_cog_adapters.py.
+to @streaming). Inputs keep dream-templates' names and defaults. This file is rendered from
+templates/inputs.py (bounds from core/requests.py, choices from core/schedulers.py), because
+`cog build` reads the signatures statically and resolves `Inputs.x` only within this file;
+tests/test_cog_adapters.py fails when it is stale.
 """
+
+# Rendered by buildkit/cog_adapters.py from templates/inputs.py; edit there, then run:
+# python -m buildkit.cog_adapters templates.inputs:adapters templates/predict.py
 
 from collections.abc import Iterator
 
@@ -41,6 +44,10 @@ class Inputs:
         max_length=2000,
         description="What not to see in the image (same weighting syntax).",
     )
+    control_image = Input(
+        default=None,
+        description="Image for the ControlNet: the template's annotator turns it into the control (edges, depth, pose…).",
+    )
     image = Input(
         default=None,
         description="Initial image: img2img, or inpainting with mask. Resized to width x height.",
@@ -49,15 +56,17 @@ class Inputs:
         default=None,
         description="Inpainting mask, the same size as image: white is repainted, black is kept.",
     )
-    control_image = Input(
-        default=None,
-        description="Image for the ControlNet: the template's annotator turns it into the control (edges, depth, pose…).",
-    )
     width = Input(
-        default=512, ge=64, le=1024, description="Width of the output in pixels: a multiple of 8."
+        default=512,
+        ge=64,
+        le=1024,
+        description="Width of the output in pixels: a multiple of 8.",
     )
     height = Input(
-        default=512, ge=64, le=1024, description="Height of the output in pixels: a multiple of 8."
+        default=512,
+        ge=64,
+        le=1024,
+        description="Height of the output in pixels: a multiple of 8.",
     )
     num_outputs = Input(
         default=1,
@@ -65,9 +74,17 @@ class Inputs:
         le=10,
         description="Number of images to generate; they stream as they are made.",
     )
-    num_inference_steps = Input(default=50, ge=1, le=500, description="Number of denoising steps.")
+    num_inference_steps = Input(
+        default=50,
+        ge=1,
+        le=500,
+        description="Number of denoising steps (with image: about prompt_strength x this many are run, at least one).",
+    )
     guidance_scale = Input(
-        default=7.5, ge=1.0, le=20.0, description="Scale for classifier-free guidance."
+        default=7.5,
+        ge=1.0,
+        le=20.0,
+        description="Scale for classifier-free guidance.",
     )
     prompt_strength = Input(
         default=0.8,
@@ -76,7 +93,9 @@ class Inputs:
         description="With image: how much to change it (1.0 ignores it).",
     )
     scheduler = Input(
-        default="DPMSolverMultistep", choices=SCHEDULER_CHOICES, description="Sampler."
+        default="DPMSolverMultistep",
+        choices=SCHEDULER_CHOICES,
+        description="Sampler.",
     )
     seed = Input(
         default=None,
@@ -85,16 +104,31 @@ class Inputs:
         description="Random seed; leave empty for a random one (it is logged). Image i uses seed + i.",
     )
     disable_safety_check = Input(
-        default=False, description="Skip the safety checker, which otherwise drops flagged images."
+        default=False,
+        description="Skip the safety checker, which otherwise drops flagged images.",
     )
     controlnet_conditioning_scale = Input(
-        default=1.0, ge=0.0, le=4.0, description="How strongly the control image steers the image."
+        default=1.0,
+        ge=0.0,
+        le=4.0,
+        description="How strongly the control image steers the image.",
     )
     return_processed_control = Input(
-        default=False, description="Also return the annotator's control image (first)."
+        default=False,
+        description="Also return the annotator's control image (first).",
     )
-    low_threshold = Input(default=100, ge=1, le=255, description="Canny low threshold.")
-    high_threshold = Input(default=200, ge=1, le=255, description="Canny high threshold.")
+    low_threshold = Input(
+        default=100,
+        ge=1,
+        le=255,
+        description="Canny low threshold.",
+    )
+    high_threshold = Input(
+        default=200,
+        ge=1,
+        le=255,
+        description="Canny high threshold.",
+    )
 
 
 class Vanilla(TemplateRunner, BaseRunner):

@@ -51,6 +51,43 @@ def _enum(cls: type[Enum], name: str, value: object) -> Enum:
 
 
 @dataclass(frozen=True)
+class Adapter:
+    """What an adapter output (lora, textual_inversion, pivotal) holds besides the manifest.
+
+    File names are relative to the folder; a template loads them on top of its own base.
+    """
+
+    lora: str | None = None  # diffusers/peft LoRA: pipeline.load_lora_weights
+    lora_kohya: str | None = None  # the same LoRA in kohya keys (Automatic1111, ComfyUI)
+    lora_rank: int | None = None
+    lora_alpha: float | None = None
+    embeddings: str | None = None  # Automatic1111 form {"emb_params": [n, hidden]}
+    token_string: str | None = None  # the word of a prompt that the new tokens stand for
+    tokens: tuple[str, ...] = ()  # the new tokens, e.g. ("<s0>", "<s1>")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tokens", tuple(self.tokens))
+        for name in ("lora", "lora_kohya", "embeddings"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or "/" in value or ".." in value):
+                raise ManifestError(f"{MANIFEST_FILE}: adapter.{name} must be a file name")
+        if self.embeddings and not (self.token_string and self.tokens):
+            raise ManifestError(
+                f"{MANIFEST_FILE}: adapter.embeddings needs token_string and tokens"
+            )
+
+    @classmethod
+    def from_dict(cls, data: object) -> Adapter:
+        if not isinstance(data, dict):
+            raise ManifestError(f"{MANIFEST_FILE}: adapter must be a JSON object")
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        try:
+            return cls(**known)
+        except TypeError as error:
+            raise ManifestError(f"{MANIFEST_FILE}: adapter: {error}") from None
+
+
+@dataclass(frozen=True)
 class Manifest:
     family: Family
     method: Method
@@ -60,9 +97,17 @@ class Manifest:
     trained_parts: tuple[Part, ...] = ()
     resolution: int = 512
     format_version: int = FORMAT_VERSION
+    base_fingerprint: str | None = None  # core.fingerprint of the base it was trained on
+    adapter: Adapter | None = None  # set for every method but dreambooth (a full pipeline)
     extra: dict = field(default_factory=dict)
 
+    @property
+    def is_adapter(self) -> bool:
+        return self.method is not Method.DREAMBOOTH
+
     def __post_init__(self) -> None:
+        if isinstance(self.adapter, dict):
+            object.__setattr__(self, "adapter", Adapter.from_dict(self.adapter))
         object.__setattr__(self, "family", _enum(Family, "family", self.family))
         object.__setattr__(self, "method", _enum(Method, "method", self.method))
         parts = tuple(_enum(Part, "trained_parts", p) for p in self.trained_parts)
@@ -78,6 +123,10 @@ class Manifest:
             raise ManifestError(f"{MANIFEST_FILE}: instance_prompt must be a non-empty string")
         if not isinstance(self.resolution, int) or self.resolution <= 0:
             raise ManifestError(f"{MANIFEST_FILE}: resolution must be a positive integer")
+        if self.is_adapter and self.adapter is None:
+            raise ManifestError(
+                f"{MANIFEST_FILE}: method {self.method.value} needs the adapter's files (adapter)"
+            )
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -86,6 +135,10 @@ class Manifest:
         data["family"] = self.family.value
         data["method"] = self.method.value
         data["trained_parts"] = [p.value for p in self.trained_parts]
+        if self.adapter is None:
+            data.pop("adapter")
+        else:
+            data["adapter"]["tokens"] = list(self.adapter.tokens)
         return data
 
     def write(self, directory: Path) -> Path:

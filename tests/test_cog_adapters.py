@@ -95,6 +95,44 @@ def test_the_checked_in_template_adapters_are_the_rendered_declaration():
     assert is_current(adapters(), REPO / "templates" / "predict.py"), f"stale; run {RENDER}"
 
 
+def test_the_checked_in_trainer_adapter_is_rendered_from_the_config():
+    from buildkit.cog_adapters import is_current
+    from trainer.inputs import RENDER, adapters
+
+    assert is_current(adapters(), REPO / "trainer" / "predict.py"), f"stale; run {RENDER}"
+
+
+@pytest.mark.parametrize("entry", ["trainer/predict.py:Predictor", "trainer/predict.py:train"])
+def test_cog_reads_every_trainer_input_exactly_as_the_config_declares_it(entry):
+    from trainer.config import TrainConfig
+    from trainer.inputs import specs
+
+    declared = {spec.name: spec for spec in specs()}
+    fields = load_info(entry, REPO).inputs
+    order = [f.name for f in sorted(fields.values(), key=lambda f: f.order)]
+    assert order == TrainConfig.field_names()
+    for name, field in fields.items():
+        read, spec = _as_cog_reads_it(field), _as_declared(declared[name])
+        if spec["default"] is REQUIRED:
+            spec["default"] = None  # cog reports a required input's default as None
+        assert read == spec, name
+
+
+def test_a_value_the_schema_refuses_the_config_refuses_too(tmp_path):
+    from trainer.config import ConfigError, TrainConfig
+    from trainer.inputs import specs
+
+    photos = tmp_path / "p.zip"
+    photos.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    base = dict(instance_prompt="a sks dog", class_prompt="a dog", instance_data=photos)
+    for spec in specs():
+        if spec.le is None or spec.type not in (int, float):
+            continue
+        above = spec.le + 1
+        with pytest.raises(ConfigError, match=rf"{spec.name}={above!r} is not allowed"):
+            TrainConfig(**base, **{spec.name: spec.type(above)})
+
+
 def _as_cog_reads_it(field) -> dict:
     return {
         "default": field.default,

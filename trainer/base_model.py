@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import UserError, WeightsMissingError
+from core.fingerprint import fingerprint_dir, fingerprint_file
 from core.manifest import Family, Manifest
 from core.safetensors_file import read_header
 
@@ -61,31 +62,6 @@ def describe_base(directory: Path) -> tuple[str, Family]:
             f"expected one of {', '.join(PIPELINE_FAMILIES)}"
         )
     return class_name, PIPELINE_FAMILIES[class_name]
-
-
-def fingerprint_dir(directory: Path) -> str:
-    """Identity of a weights folder from its configs and safetensors headers (not the weights).
-
-    Cheap enough to compute on every run, and changes whenever a file is replaced.
-    """
-    digest = hashlib.sha256()
-    for path in sorted(directory.rglob("*")):
-        if not path.is_file():
-            continue
-        digest.update(str(path.relative_to(directory)).encode())
-        stat = path.stat()
-        digest.update(str(stat.st_size).encode())
-        with path.open("rb") as stream:
-            digest.update(stream.read(64 * 1024))
-    return digest.hexdigest()[:16]
-
-
-def fingerprint_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)

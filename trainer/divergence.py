@@ -23,10 +23,12 @@ class TrainingDivergedError(UserError):
 
 
 class DivergenceGuard:
-    def __init__(self, device: torch.device, learning_rate: float, check_gradients: bool):
+    def __init__(
+        self, device: torch.device, learning_rates: dict[str, float], check_gradients: bool
+    ):
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
         self.bad_gradient = torch.zeros((), dtype=torch.bool, device=device)
-        self.learning_rate = learning_rate
+        self.learning_rates = learning_rates  # input name -> value, for the message
         # Under fp16 the gradient scaler expects occasional inf gradients and skips those steps.
         self.check_gradients = check_gradients
         self.check_every = 1 if device.type == "cpu" else GPU_CHECK_EVERY
@@ -50,9 +52,12 @@ class DivergenceGuard:
         if step < 0:
             return
         what = "the gradients became" if bool(self.bad_gradient.item()) else "the loss became"
-        lower = self.learning_rate / 10
+        rates = ", ".join(f"{name}={value:g}" for name, value in self.learning_rates.items())
+        lower = " or ".join(
+            f"{name} (for example to {value / 10:.1e})"
+            for name, value in self.learning_rates.items()
+        )
         raise TrainingDivergedError(
-            f"training diverged: {what} NaN or infinite at step {step} with "
-            f"learning_rate={self.learning_rate:g}; nothing was exported. Lower learning_rate "
-            f"(for example to {lower:.1e}) or set max_grad_norm, then train again."
+            f"training diverged: {what} NaN or infinite at step {step} with {rates}; nothing "
+            f"was exported. Lower {lower} or set max_grad_norm, then train again."
         )

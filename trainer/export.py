@@ -1,10 +1,15 @@
-"""The trained pipeline -> `output.zip`, the contract the templates load from /src/weights.
+"""The trained model -> `output.zip`, the contract the templates load from /src/weights.
 
-output.zip
+output.zip of the full method (DreamBooth):
   model_index.json, unet/, text_encoder/, vae/, tokenizer/, scheduler/, feature_extractor/
                         diffusers `save_pretrained`, safetensors only, no safety checker
                         (templates ship their own)
-  manifest.json         core/manifest.py: format version, family, method, base, prompt, token
+output.zip of an adapter method (lora, textual_inversion, pivotal): no base weights, only
+  pytorch_lora_weights.safetensors, lora_kohya.safetensors           (lora, pivotal)
+  embeddings.safetensors, special_params.json                        (textual_inversion, pivotal)
+and in every output.zip:
+  manifest.json         core/manifest.py: format version, family, method, base (name and
+                        fingerprint), prompt, token, trained parts, the adapter's files
   args.json             every input as resolved
   samples/0.png …       when save_sample_prompt is set
 """
@@ -12,12 +17,13 @@ output.zip
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
 import torch
 
-from core.manifest import Manifest
+from core.manifest import Adapter, Manifest, identifier_token
 
 STORED_SUFFIXES = {".safetensors", ".png"}  # already dense: compressing costs time, saves ~0
 
@@ -76,12 +82,9 @@ def save_samples(
     return paths
 
 
-def write_folder(pipeline, directory: Path, manifest: Manifest, args: dict) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    pipeline.save_pretrained(directory, safe_serialization=True)
+def write_records(directory: Path, manifest: Manifest, args: dict) -> None:
     manifest.write(directory)
     (directory / "args.json").write_text(json.dumps(args, indent=2, sort_keys=True) + "\n")
-    return directory
 
 
 def zip_folder(directory: Path, destination: Path) -> Path:
@@ -94,3 +97,54 @@ def zip_folder(directory: Path, destination: Path) -> Path:
                 archive.write(path, path.relative_to(directory).as_posix(), compress_type=method)
     partial.replace(destination)
     return destination
+
+
+def resolved_args(cfg, accelerator, total: int) -> dict:
+    """Every input as the run used it: precision, step count and learning rates resolved."""
+    args = cfg.to_dict()
+    scale = cfg.lr_scale(accelerator.num_processes)
+    args["mixed_precision"] = accelerator.mixed_precision
+    args["max_train_steps"] = total
+    for name in ("learning_rate", "lora_lr", "ti_lr"):
+        args[name] = getattr(cfg, name) * scale
+    return args
+
+
+def finish(cfg, base, method, accelerator, run_dir: Path, total: int) -> Path:
+    """The trained model -> samples, the method's files, manifest.json, args.json -> zip."""
+    pipeline = base.pipeline
+    for name, module in method.wrapped.items():
+        setattr(pipeline, name, unwrap(accelerator, module))
+    # One dtype for every module before sampling: under mixed precision the frozen modules
+    # were halved while the trained ones stayed fp32.
+    dtype = export_dtype(accelerator)
+    pipeline.to(accelerator.device, dtype)
+    folder = run_dir / "output"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    if cfg.save_sample_prompt:
+        save_samples(
+            pipeline,
+            folder / "samples",
+            prompt=method.rewrite(cfg.save_sample_prompt),
+            negative_prompt=cfg.save_sample_negative_prompt,
+            count=cfg.n_save_sample,
+            guidance_scale=cfg.save_guidance_scale,
+            steps=cfg.save_infer_steps,
+            resolution=cfg.resolution,
+            seed=cfg.seed,
+        )
+    adapter = method.export(pipeline, folder, dtype)
+    manifest = Manifest(
+        family=base.family,
+        method=method.method,
+        base=base.name,
+        base_fingerprint=base.fingerprint,
+        instance_prompt=cfg.instance_prompt,
+        token=identifier_token(cfg.instance_prompt, cfg.class_prompt),
+        trained_parts=method.trained_parts(),
+        resolution=cfg.resolution,
+        adapter=Adapter(**adapter) if adapter else None,
+    )
+    write_records(folder, manifest, resolved_args(cfg, accelerator, total))
+    return zip_folder(folder, run_dir / "output.zip")

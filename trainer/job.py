@@ -22,15 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from core.manifest import Manifest, identifier_token
 from trainer import base_model, class_images, export, loop, retention
 from trainer.accelerator import make_accelerator, weight_dtype
 from trainer.checkpoints import CheckpointStore
 from trainer.config import TrainConfig
 from trainer.data import TrainingSet, build_image_set
-from trainer.methods import DreamBooth
+from trainer.methods import make_method
 from trainer.photos import load_archive
 
 log = logging.getLogger(__name__)
@@ -75,11 +72,12 @@ class Result:
     summary: dict
 
 
-def captions_for(photos, default: str) -> list[str]:
-    return [photo.caption or default for photo in photos]
+def captions_for(photos, default: str, rewrite) -> list[str]:
+    """Each photo's caption (or the instance prompt) as the method's model reads it."""
+    return [rewrite(photo.caption or default) for photo in photos]
 
 
-def build_training_set(cfg, base, photos, prior_images, accelerator) -> TrainingSet:
+def build_training_set(cfg, base, photos, prior_images, accelerator, rewrite) -> TrainingSet:
     parts = base.components
     device, dtype = accelerator.device, weight_dtype(accelerator)
     parts["vae"].to(device=device, dtype=dtype)
@@ -95,7 +93,7 @@ def build_training_set(cfg, base, photos, prior_images, accelerator) -> Training
         dtype=dtype,
     )
     instance = build_image_set(
-        [p.image for p in photos], captions_for(photos, cfg.instance_prompt), **common
+        [p.image for p in photos], captions_for(photos, cfg.instance_prompt, rewrite), **common
     )
     prior = None
     if prior_images:
@@ -145,48 +143,6 @@ def prior_images(cfg, base, run_dir, accelerator, scratch: str) -> list:
     return images
 
 
-def resolved_args(cfg: TrainConfig, accelerator, total: int) -> dict:
-    args = cfg.to_dict()
-    args["mixed_precision"] = accelerator.mixed_precision
-    args["max_train_steps"] = total
-    args["learning_rate"] = cfg.effective_learning_rate(accelerator.num_processes)
-    return args
-
-
-def finish(cfg, base, method, accelerator, run_dir: Path, total: int) -> Path:
-    pipeline = base.pipeline
-    for name, module in method.trainable().items():
-        setattr(pipeline, name, export.unwrap(accelerator, module))
-    manifest = Manifest(
-        family=base.family,
-        method=method.method,
-        base=base.name,
-        instance_prompt=cfg.instance_prompt,
-        token=identifier_token(cfg.instance_prompt, cfg.class_prompt),
-        trained_parts=method.trained_parts(),
-        resolution=cfg.resolution,
-    )
-    folder = run_dir / "output"
-    shutil.rmtree(folder, ignore_errors=True)
-    # One dtype for every module before sampling: under mixed precision the VAE and a frozen
-    # text encoder were halved while the trained modules stayed fp32.
-    pipeline.to(accelerator.device, export.export_dtype(accelerator))
-    if cfg.save_sample_prompt:
-        export.save_samples(
-            pipeline,
-            folder / "samples",
-            prompt=cfg.save_sample_prompt,
-            negative_prompt=cfg.save_sample_negative_prompt,
-            count=cfg.n_save_sample,
-            guidance_scale=cfg.save_guidance_scale,
-            steps=cfg.save_infer_steps,
-            resolution=cfg.resolution,
-            seed=cfg.seed,
-        )
-    export.write_folder(pipeline, folder, manifest, resolved_args(cfg, accelerator, total))
-    return export.zip_folder(folder, run_dir / "output.zip")
-
-
 def train(cfg: TrainConfig, callbacks: Sequence[loop.StepCallback] = ()) -> Result:
     """Train `cfg` to `output.zip`; `callbacks` see every optimizer step (tests, benches).
 
@@ -225,9 +181,10 @@ def _train_in(run_dir: Path, cfg, base_ref, accelerator, callbacks) -> Result:
     base = base_model.load(base_ref, run_dir)
     with accelerator.main_process_first():
         prior = prior_images(cfg, base, run_dir, accelerator, scratch)
-    data = build_training_set(cfg, base, photos, prior, accelerator)
-    method = DreamBooth(base.components, train_text_encoder=cfg.train_text_encoder)
+    method = make_method(cfg, base.components)
     prepare_modules(cfg, base, method, accelerator)
+    data = build_training_set(cfg, base, photos, prior, accelerator, method.rewrite)
+    base.components["vae"].to("cpu")  # latents are cached; needed again only for samples
     total = cfg.total_steps(len(data), accelerator.num_processes)
     store = CheckpointStore(run_dir / "checkpoints")
     if not cfg.resume and main:
@@ -238,27 +195,23 @@ def _train_in(run_dir: Path, cfg, base_ref, accelerator, callbacks) -> Result:
     )
     output = run_dir / "output.zip"
     if main:
-        output = finish(cfg, base, method, accelerator, run_dir, total)
+        output = export.finish(cfg, base, method, accelerator, run_dir, total)
     return Result(output, result.steps, result.resumed_from, result.summary)
 
 
 def prepare_modules(cfg, base, method, accelerator) -> None:
-    """Place modules, pick the attention kernel, and free memory the loop does not need."""
+    """Let the method place its modules, then pick the attention kernel and checkpointing."""
     from diffusers import DDPMScheduler
 
     parts = base.components
-    device, dtype = accelerator.device, weight_dtype(accelerator)
     parts["scheduler_train"] = DDPMScheduler.from_config(parts["scheduler"].config)
-    parts["unet"].to(device)
-    parts["text_encoder"].to(device, dtype=torch.float32 if cfg.train_text_encoder else dtype)
-    parts["vae"].to("cpu")  # latents are cached; the VAE is needed again only for samples
+    method.prepare(accelerator.device, weight_dtype(accelerator))
     if cfg.gradient_checkpointing:
         parts["unet"].enable_gradient_checkpointing()
-        if cfg.train_text_encoder:
+        if method.text_encoder_trains():
             parts["text_encoder"].gradient_checkpointing_enable()
-    if device.type == "cuda" and _xformers_available():
+    if accelerator.device.type == "cuda" and _xformers_available():
         parts["unet"].enable_xformers_memory_efficient_attention()
-    method.components.update({k: parts[k] for k in ("unet", "text_encoder")})
 
 
 def _xformers_available() -> bool:

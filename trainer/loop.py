@@ -48,9 +48,10 @@ class StepEvent:
 StepCallback = Callable[[StepEvent], None]
 
 
-def make_optimizer(cfg: TrainConfig, parameters, lr: float, device) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, groups: list[dict], device) -> torch.optim.Optimizer:
+    """AdamW over the method's parameter groups, each with its own learning rate."""
     kwargs = dict(
-        lr=lr,
+        lr=groups[0]["lr"],
         betas=(cfg.adam_beta1, cfg.adam_beta2),
         weight_decay=cfg.adam_weight_decay,
         eps=cfg.adam_epsilon,
@@ -58,9 +59,9 @@ def make_optimizer(cfg: TrainConfig, parameters, lr: float, device) -> torch.opt
     if cfg.use_8bit_adam:
         import bitsandbytes as bnb  # imported only when asked for: it is slow to import
 
-        return bnb.optim.AdamW8bit(parameters, **kwargs)
+        return bnb.optim.AdamW8bit(groups, **kwargs)
     # Decision: fused AdamW on CUDA (one kernel for all parameters instead of a loop of them).
-    return torch.optim.AdamW(parameters, fused=device.type == "cuda", **kwargs)
+    return torch.optim.AdamW(groups, fused=device.type == "cuda", **kwargs)
 
 
 def make_schedule(cfg: TrainConfig, optimizer, total: int, world: int):
@@ -90,7 +91,7 @@ def micro_step_loss(
     noise = sample_noise(latents, generator, cfg.offset_noise)
     timesteps = sample_timesteps(noise_scheduler, len(latents), generator, latents.device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    conditioning = method.text_embeddings(batch.input_ids)
+    conditioning = method.conditioning(batch.input_ids)
     prediction = method.unet(noisy, timesteps, conditioning).sample
     target = target_for(noise_scheduler, latents, noise, timesteps)
     weights = loss_weights(noise_scheduler, timesteps, cfg.snr_gamma)
@@ -104,19 +105,18 @@ def _quiet(*args, **kwargs) -> None:
     """Progress lines come from the main process only."""
 
 
-def capture(accelerator, modules, optimizer, schedule, generator, step) -> TrainingState:
+def capture(accelerator, method, optimizer, schedule, generator, step) -> TrainingState:
     return TrainingState(
         step=step,
-        modules={n: accelerator.unwrap_model(m).state_dict() for n, m in modules.items()},
+        modules=method.state_dict(),
         optimizer=optimizer.state_dict(),
         lr_scheduler=schedule.state_dict(),
         generator=generator.get_state(),
     )
 
 
-def restore(state: TrainingState, accelerator, modules, optimizer, schedule, generator) -> int:
-    for name, module in modules.items():
-        accelerator.unwrap_model(module).load_state_dict(state.modules[name])
+def restore(state: TrainingState, accelerator, method, optimizer, schedule, generator) -> int:
+    method.load_state_dict(state.modules)
     optimizer.load_state_dict(state.optimizer)
     schedule.load_state_dict(state.lr_scheduler)
     generator.set_state(state.generator)
@@ -135,8 +135,9 @@ def run(
 ) -> LoopResult:
     world, rank = accelerator.num_processes, accelerator.process_index
     trainable = method.trainable()
-    lr = cfg.effective_learning_rate(world)
-    optimizer = make_optimizer(cfg, method.parameters(), lr, accelerator.device)
+    method.plan(total)
+    groups = method.parameter_groups(cfg.lr_scale(world))
+    optimizer = make_optimizer(cfg, groups, accelerator.device)
     schedule = make_schedule(cfg, optimizer, total, world)
     names = list(trainable)
     *wrapped, optimizer, schedule = accelerator.prepare(*trainable.values(), optimizer, schedule)
@@ -147,7 +148,7 @@ def run(
     start = 0
     latest = store.latest() if cfg.resume else None
     if latest is not None:
-        start = restore(store.load(latest), accelerator, modules, optimizer, schedule, generator)
+        start = restore(store.load(latest), accelerator, method, optimizer, schedule, generator)
         log.info("resuming from %s (step %d of %d)", latest.name, start, total)
         if accelerator.is_main_process:
             print(f"resuming from checkpoint at step {start}/{total}", flush=True)
@@ -155,10 +156,13 @@ def run(
         total=total, start_step=start, emit=print if accelerator.is_main_process else _quiet
     )
     guard = DivergenceGuard(
-        accelerator.device, lr, check_gradients=accelerator.mixed_precision != "fp16"
+        accelerator.device,
+        method.learning_rates(cfg.lr_scale(world)),
+        check_gradients=accelerator.mixed_precision != "fp16",
     )
     parameters = method.parameters()
     for step in range(start, total):
+        method.at_step(step)
         loss_value = torch.zeros((), device=accelerator.device)
         grad_norm = None
         for micro in range(cfg.gradient_accumulation_steps):
@@ -170,6 +174,7 @@ def run(
                 if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                     grad_norm = accelerator.clip_grad_norm_(parameters, cfg.max_grad_norm)
                 optimizer.step()
+                method.after_step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
             loss_value += loss.detach() / cfg.gradient_accumulation_steps
@@ -185,7 +190,7 @@ def run(
             guard.check()  # never checkpoint NaN weights
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                store.save(capture(accelerator, modules, optimizer, schedule, generator, done))
+                store.save(capture(accelerator, method, optimizer, schedule, generator, done))
     guard.check()
     accelerator.wait_for_everyone()
     return LoopResult(steps=total, resumed_from=start, summary=progress.summary())

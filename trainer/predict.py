@@ -1,20 +1,20 @@
-"""Cog adapter for the trainer: declare inputs, build the typed config, train, return.
+"""Cog adapter for the trainer: the inputs, declared for `cog build`, and two entry points.
 
-Two entry points over the same inputs and the same core (cog.yaml):
-- `run:`   `Predictor.run` returns `output.zip` — how the DreamBooth API runs trainers;
-- `train:` `train` returns `TrainingOutput(weights=output.zip)` — Cog's training API.
+- `run:`   `Predictor.run` returns `output.zip`, which is how the DreamBooth API runs trainers;
+- `train:` `train` returns `TrainingOutput(weights=output.zip)`, Cog's training API.
 
-Every input is declared once, in `Inputs`. Both signatures refer to it, in this file, because
-`cog build` reads them statically and resolves such references only within the same file;
-`choices` are literals for the same reason (tests/trainer/test_predict_adapter.py pins them to
-the enums in trainer/config.py).
+Both take the same inputs and do the same (trainer/cog_run.py). This file is rendered from
+trainer/config.py by trainer/inputs.py, because `cog build` reads the signatures statically
+and resolves `Inputs.x` only within this file; tests/test_cog_adapters.py fails when it is
+stale.
 """
 
-from __future__ import annotations
+# Rendered by buildkit/cog_adapters.py from trainer/config.py; edit there, then run:
+# python -m buildkit.cog_adapters trainer.inputs:adapters trainer/predict.py
 
-import logging
+from cog import BaseModel, BaseRunner, Input, Path
 
-from cog import BaseModel, BaseRunner, Input, Path, current_scope
+from trainer.cog_run import check_base, run_training
 
 LR_SCHEDULERS = [
     "linear",
@@ -24,19 +24,31 @@ LR_SCHEDULERS = [
     "constant",
     "constant_with_warmup",
 ]
-PRECISIONS = ["auto", "no", "fp16", "bf16"]
-FILE_INPUTS = ("instance_data", "class_data", "ckpt_base")
+
+PRECISIONS = [
+    "auto",
+    "no",
+    "fp16",
+    "bf16",
+]
+
+METHODS = [
+    "full",
+    "lora",
+    "textual_inversion",
+    "pivotal",
+]
 
 
 class Inputs:
     instance_prompt = Input(
-        description="The prompt with the identifier of your subject, in the form 'a [identifier] [class noun]', where the identifier is a rare token such as 'sks' or 'zwx', e.g. 'a photo of sks dog'."
+        description="The prompt with the identifier of your subject, in the form 'a [identifier] [class noun]', where the identifier is a rare token such as 'sks' or 'zwx', e.g. 'a photo of sks dog'.",
     )
     class_prompt = Input(
-        description="The prompt for the subject's class without the identifier, e.g. 'a photo of a dog'. Used for prior preservation."
+        description="The prompt for the subject's class without the identifier, e.g. 'a photo of a dog'. Used for prior preservation.",
     )
     instance_data = Input(
-        description="A .zip or .tar (any compression) of photos of your subject; folders, any common image format. Optional captions: captions.csv (image_file,caption) or name.txt beside name.jpg."
+        description="A .zip or .tar (any compression) of photos of your subject; folders, any common image format. Optional captions: captions.csv (image_file,caption) or name.txt beside name.jpg.",
     )
     class_data = Input(
         default=None,
@@ -53,9 +65,15 @@ class Inputs:
         description="If set, sample images generated with this prompt are saved in samples/ of the output.",
     )
     save_sample_negative_prompt = Input(
-        default=None, description="Negative prompt for the sample images."
+        default=None,
+        description="Negative prompt for the sample images.",
     )
-    n_save_sample = Input(default=4, ge=1, le=16, description="Number of sample images to save.")
+    n_save_sample = Input(
+        default=4,
+        ge=1,
+        le=16,
+        description="Number of sample images to save.",
+    )
     save_guidance_scale = Input(
         default=7.5,
         ge=0.0,
@@ -63,7 +81,10 @@ class Inputs:
         description="Classifier-free guidance scale for the sample images.",
     )
     save_infer_steps = Input(
-        default=50, ge=1, le=500, description="Denoising steps for the sample images."
+        default=50,
+        ge=1,
+        le=500,
+        description="Denoising steps for the sample images.",
     )
     pad_tokens = Input(
         default=False,
@@ -74,7 +95,10 @@ class Inputs:
         description="Add the prior-preservation loss on class images, which keeps the model able to draw other members of the class.",
     )
     prior_loss_weight = Input(
-        default=1.0, ge=0.0, le=10.0, description="Weight of the prior-preservation loss."
+        default=1.0,
+        ge=0.0,
+        le=10.0,
+        description="Weight of the prior-preservation loss.",
     )
     seed = Input(
         default=1337,
@@ -89,17 +113,30 @@ class Inputs:
         description="Training resolution in pixels (a multiple of 8); photos are resized and cropped to it.",
     )
     center_crop = Input(
-        default=False, description="Crop photos at the centre; otherwise at a random position."
+        default=False,
+        description="Crop photos at the centre; otherwise at a random position.",
     )
     train_text_encoder = Input(
-        default=True, description="Train the text encoder as well as the UNet."
+        default=True,
+        description="Train the text encoder as well as the UNet (full fine-tune), or give it LoRA layers too (lora, pivotal).",
     )
-    train_batch_size = Input(default=1, ge=1, le=64, description="Photos per batch (per device).")
+    train_batch_size = Input(
+        default=1,
+        ge=1,
+        le=64,
+        description="Photos per batch (per device).",
+    )
     sample_batch_size = Input(
-        default=4, ge=1, le=64, description="Batch size when generating class images."
+        default=4,
+        ge=1,
+        le=64,
+        description="Batch size when generating class images.",
     )
     num_train_epochs = Input(
-        default=1, ge=1, le=10000, description="Epochs to train for when max_train_steps is 0."
+        default=1,
+        ge=1,
+        le=10000,
+        description="Epochs to train for when max_train_steps is 0.",
     )
     max_train_steps = Input(
         default=2000,
@@ -108,24 +145,29 @@ class Inputs:
         description="Total optimizer steps. Overrides num_train_epochs; 0 trains for num_train_epochs instead.",
     )
     gradient_accumulation_steps = Input(
-        default=1, ge=1, le=64, description="Batches to accumulate before each optimizer step."
+        default=1,
+        ge=1,
+        le=64,
+        description="Batches to accumulate before each optimizer step.",
     )
     gradient_checkpointing = Input(
         default=False,
         description="Trade compute for memory: recompute activations in the backward pass.",
     )
     learning_rate = Input(
-        default=1e-6,
+        default=1e-06,
         ge=0.0,
         le=1.0,
-        description="Initial learning rate (after any warmup); must be above 0.",
+        description="Learning rate of the full fine-tune (method full), after any warmup; must be above 0.",
     )
     scale_lr = Input(
         default=False,
-        description="Scale the learning rate by accumulation steps x batch size x devices.",
+        description="Scale the learning rates by accumulation steps x batch size x devices.",
     )
     lr_scheduler = Input(
-        default="constant", choices=LR_SCHEDULERS, description="Learning-rate schedule."
+        default="constant",
+        choices=LR_SCHEDULERS,
+        description="Learning-rate schedule.",
     )
     lr_warmup_steps = Input(
         default=0,
@@ -134,12 +176,33 @@ class Inputs:
         description="Steps over which the learning rate rises linearly from 0 (with 'constant' this means constant after warmup).",
     )
     use_8bit_adam = Input(
-        default=False, description="Use bitsandbytes' 8-bit AdamW: less optimizer memory."
+        default=False,
+        description="Use bitsandbytes' 8-bit AdamW: less optimizer memory.",
     )
-    adam_beta1 = Input(default=0.9, ge=0.0, le=0.9999, description="Adam beta1.")
-    adam_beta2 = Input(default=0.999, ge=0.0, le=0.99999, description="Adam beta2.")
-    adam_weight_decay = Input(default=1e-2, ge=0.0, le=1.0, description="Weight decay.")
-    adam_epsilon = Input(default=1e-8, ge=0.0, le=1.0, description="Adam epsilon (above 0).")
+    adam_beta1 = Input(
+        default=0.9,
+        ge=0.0,
+        le=0.9999,
+        description="Adam beta1.",
+    )
+    adam_beta2 = Input(
+        default=0.999,
+        ge=0.0,
+        le=0.99999,
+        description="Adam beta2.",
+    )
+    adam_weight_decay = Input(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="Weight decay.",
+    )
+    adam_epsilon = Input(
+        default=1e-08,
+        ge=0.0,
+        le=1.0,
+        description="Adam epsilon (above 0).",
+    )
     max_grad_norm = Input(
         default=1.0,
         ge=0.0,
@@ -181,42 +244,60 @@ class Inputs:
         default=True,
         description="Resume from the last checkpoint of an identical earlier run in the same work directory.",
     )
-
-
-def _train(inputs: dict):
-    from core.errors import with_cause
-    from core.logs import LogTail
-    from core.uploads import require_upload
-    from trainer.config import TrainConfig  # heavy imports stay out of module import
-    from trainer.job import train
-
-    for name in FILE_INPUTS:
-        require_upload(name, inputs[name])
-    with LogTail() as tail:
-        try:
-            result = train(TrainConfig(**inputs))
-        except Exception as error:
-            raise with_cause(error, tail.text()) from error
-    scope = current_scope()
-    scope.record_metric("steps", result.steps)
-    scope.record_metric("resumed_from_step", result.resumed_from)
-    scope.record_metric("final_loss", result.summary["final_loss"])
-    scope.record_metric("train_seconds", result.summary["seconds"])
-    return Path(result.output)
+    method = Input(
+        default="full",
+        choices=METHODS,
+        description="full: DreamBooth, the whole model (output: a complete pipeline, about 2 GB). lora: LoRA layers on the attention (a few MB). textual_inversion: new tokens only (KB). pivotal: new tokens and LoRA.",
+    )
+    lora_rank = Input(
+        default=32,
+        ge=1,
+        le=256,
+        description="Rank of the LoRA layers (lora, pivotal).",
+    )
+    lora_alpha = Input(
+        default=None,
+        ge=0.01,
+        le=1024.0,
+        description="LoRA alpha (lora, pivotal); empty for the rank, i.e. a scale of 1.",
+    )
+    lora_lr = Input(
+        default=0.0001,
+        ge=0.0,
+        le=1.0,
+        description="Learning rate of the LoRA layers (lora, pivotal).",
+    )
+    ti_lr = Input(
+        default=0.0003,
+        ge=0.0,
+        le=1.0,
+        description="Learning rate of the new token embeddings (textual_inversion, pivotal).",
+    )
+    num_new_tokens = Input(
+        default=2,
+        ge=1,
+        le=16,
+        description="New tokens that the token_string stands for (textual_inversion, pivotal).",
+    )
+    token_string = Input(
+        default=None,
+        description="The word of instance_prompt that becomes the new tokens (textual_inversion, pivotal); empty for the identifier found in instance_prompt and not in class_prompt, e.g. sks.",
+    )
+    initializer_token = Input(
+        default=None,
+        description="A word whose embedding starts the new tokens; empty for the class word of class_prompt (e.g. dog), else random.",
+    )
+    ti_fraction = Input(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="pivotal: the fraction of steps after which the embeddings freeze and only LoRA trains (cog-sdxl pivots halfway).",
+    )
 
 
 class Predictor(BaseRunner):
     def setup(self) -> None:
-        from core import logs
-        from core.errors import WeightsMissingError
-
-        logs.configure()
-        from trainer.base_model import base_model_dir, describe_base
-
-        try:
-            describe_base(base_model_dir())
-        except WeightsMissingError as error:
-            logging.warning("%s (training requests will fail until it is there)", error)
+        check_base()
 
     def run(
         self,
@@ -260,10 +341,19 @@ class Predictor(BaseRunner):
         mixed_precision: str = Inputs.mixed_precision,
         checkpointing_steps: int = Inputs.checkpointing_steps,
         resume: bool = Inputs.resume,
+        method: str = Inputs.method,
+        lora_rank: int = Inputs.lora_rank,
+        lora_alpha: float | None = Inputs.lora_alpha,
+        lora_lr: float = Inputs.lora_lr,
+        ti_lr: float = Inputs.ti_lr,
+        num_new_tokens: int = Inputs.num_new_tokens,
+        token_string: str | None = Inputs.token_string,
+        initializer_token: str | None = Inputs.initializer_token,
+        ti_fraction: float = Inputs.ti_fraction,
     ) -> Path:
         inputs = dict(locals())
         del inputs["self"]
-        return _train(inputs)
+        return Path(run_training(inputs))
 
 
 class TrainingOutput(BaseModel):
@@ -311,10 +401,16 @@ def train(
     mixed_precision: str = Inputs.mixed_precision,
     checkpointing_steps: int = Inputs.checkpointing_steps,
     resume: bool = Inputs.resume,
+    method: str = Inputs.method,
+    lora_rank: int = Inputs.lora_rank,
+    lora_alpha: float | None = Inputs.lora_alpha,
+    lora_lr: float = Inputs.lora_lr,
+    ti_lr: float = Inputs.ti_lr,
+    num_new_tokens: int = Inputs.num_new_tokens,
+    token_string: str | None = Inputs.token_string,
+    initializer_token: str | None = Inputs.initializer_token,
+    ti_fraction: float = Inputs.ti_fraction,
 ) -> TrainingOutput:
-    """The same training, for `train:` in cog.yaml (POST /trainings with --x-mode train)."""
+    """The same training, for `train:` in cog.yaml (POST /trainings)."""
     inputs = dict(locals())
-    from core import logs
-
-    logs.configure()
-    return TrainingOutput(weights=_train(inputs))
+    return TrainingOutput(weights=Path(run_training(inputs)))

@@ -59,6 +59,15 @@ def test_trainer_keeps_every_replicate_input_in_order_then_ours():
         "mixed_precision",
         "checkpointing_steps",
         "resume",
+        "method",
+        "lora_rank",
+        "lora_alpha",
+        "lora_lr",
+        "ti_lr",
+        "num_new_tokens",
+        "token_string",
+        "initializer_token",
+        "ti_fraction",
     ]
     assert names == TrainConfig.field_names()
 

@@ -38,7 +38,7 @@ def test_a_diverging_run_fails_naming_the_step_and_exports_nothing(
 
 
 def test_the_first_non_finite_step_is_reported_when_read_back_later():
-    guard = DivergenceGuard(torch.device("cpu"), 1e-3, check_gradients=True)
+    guard = DivergenceGuard(torch.device("cpu"), {"learning_rate": 1e-3}, check_gradients=True)
     guard.observe(1, torch.tensor(0.5), torch.tensor(1.0))
     guard.observe(2, torch.tensor(0.5), torch.tensor(float("inf")))
     guard.observe(3, torch.tensor(float("nan")), None)
@@ -49,7 +49,7 @@ def test_the_first_non_finite_step_is_reported_when_read_back_later():
 
 
 def test_inf_gradients_are_left_to_the_fp16_scaler():
-    guard = DivergenceGuard(torch.device("cpu"), 1e-3, check_gradients=False)
+    guard = DivergenceGuard(torch.device("cpu"), {"learning_rate": 1e-3}, check_gradients=False)
     guard.observe(1, torch.tensor(0.5), torch.tensor(float("inf")))
     guard.check()  # no error: under fp16 the scaler skips such a step
     guard.observe(2, torch.tensor(float("nan")), None)

@@ -1,6 +1,25 @@
-"""Training methods: strategies over the one training loop."""
+"""Training methods: strategies over the one training loop, registered by name.
 
-from trainer.methods.base import TrainingMethod
-from trainer.methods.dreambooth import DreamBooth
+A new method is a new file with a builder `(cfg, components) -> TrainingMethod`, added here;
+`MethodName` in trainer/config.py lists the names the `method` input accepts.
+"""
 
-__all__ = ["DreamBooth", "TrainingMethod"]
+from trainer.methods.base import Trainable, TrainingMethod
+from trainer.methods.full import full
+from trainer.methods.lora import lora
+from trainer.methods.pivotal import pivotal
+from trainer.methods.textual_inversion import textual_inversion
+
+METHODS = {
+    "full": full,
+    "lora": lora,
+    "textual_inversion": textual_inversion,
+    "pivotal": pivotal,
+}
+
+
+def make_method(cfg, components: dict) -> TrainingMethod:
+    return METHODS[cfg.method.value](cfg, components)
+
+
+__all__ = ["METHODS", "Trainable", "TrainingMethod", "make_method"]

@@ -1,0 +1,52 @@
+"""What both Cog entry points of the trainer do with their inputs (trainer/predict.py).
+
+Kept out of the rendered adapter so that it stays declarations only, and light to import:
+everything heavy is imported when a training starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+FILE_INPUTS = ("instance_data", "class_data", "ckpt_base")
+
+
+def check_base() -> None:
+    """At setup: say whether a base model is there, without failing (the image may lack it)."""
+    from core import logs
+    from core.errors import WeightsMissingError
+    from trainer.base_model import base_model_dir, describe_base
+
+    logs.configure()
+    try:
+        describe_base(base_model_dir())
+    except WeightsMissingError as error:
+        logging.warning("%s (training requests will fail until it is there)", error)
+
+
+def run_training(inputs: dict) -> Path:
+    """Train on the inputs of one request; returns output.zip and records the metrics."""
+    from cog import current_scope
+
+    from core import logs
+    from core.errors import with_cause
+    from core.logs import LogTail
+    from core.uploads import require_upload
+    from trainer.config import TrainConfig
+    from trainer.job import train
+
+    logs.configure()
+    for name in FILE_INPUTS:
+        require_upload(name, inputs[name])
+    with LogTail() as tail:
+        try:
+            result = train(TrainConfig(**inputs))
+        except Exception as error:
+            raise with_cause(error, tail.text()) from error
+    scope = current_scope()
+    scope.record_metric("steps", result.steps)
+    scope.record_metric("resumed_from_step", result.resumed_from)
+    scope.record_metric("final_loss", result.summary["final_loss"])
+    scope.record_metric("train_seconds", result.summary["seconds"])
+    return result.output

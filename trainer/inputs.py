@@ -1,0 +1,120 @@
+"""The trainer's Cog inputs, rendered from TrainConfig: trainer/predict.py is generated here.
+
+Each TrainConfig field declares its description and bounds (trainer/config.py); its type,
+default and choices come from the field itself. So the schema, the adapter's signatures and
+the config's checks cannot disagree. Build-time only: the running trainer does not import it.
+
+    python -m buildkit.cog_adapters trainer.inputs:adapters trainer/predict.py
+"""
+
+from __future__ import annotations
+
+import pathlib
+import types
+import typing
+from dataclasses import MISSING, fields
+from enum import Enum
+
+from buildkit.cog_adapters import REQUIRED, AdapterClass, Choices, InputSpec, Module, Signature
+from trainer.config import TrainConfig
+
+RENDER = "python -m buildkit.cog_adapters trainer.inputs:adapters trainer/predict.py"
+CHOICE_NAMES = {
+    "lr_scheduler": "LR_SCHEDULERS",
+    "mixed_precision": "PRECISIONS",
+    "method": "METHODS",
+}
+
+
+def _kind(annotation) -> tuple[type, bool]:
+    """(type, nullable) of a field annotation such as `Path | None`."""
+    if isinstance(annotation, types.UnionType):
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return kinds[0], True
+    return annotation, False
+
+
+def spec_of(field, hints: dict) -> InputSpec:
+    kind, nullable = _kind(hints[field.name])
+    bounds = field.metadata["input"]
+    default = REQUIRED if field.default is MISSING else field.default
+    choices = None
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        choices = Choices(CHOICE_NAMES[field.name], tuple(member.value for member in kind))
+        default, kind = (default.value if isinstance(default, Enum) else default), str
+    return InputSpec(
+        field.name,
+        pathlib.Path if kind is pathlib.Path else kind,
+        bounds.description,
+        default=default,
+        nullable=nullable,
+        ge=bounds.ge,
+        le=bounds.le,
+        choices=choices,
+    )
+
+
+def specs() -> list[InputSpec]:
+    hints = typing.get_type_hints(TrainConfig)
+    return [spec_of(field, hints) for field in fields(TrainConfig)]
+
+
+SETUP = """
+def setup(self) -> None:
+    check_base()
+"""
+RUN = """
+inputs = dict(locals())
+del inputs["self"]
+return Path(run_training(inputs))
+"""
+TRAIN = """
+inputs = dict(locals())
+return TrainingOutput(weights=Path(run_training(inputs)))
+"""
+OUTPUT = """
+class TrainingOutput(BaseModel):
+    weights: Path
+"""
+DOCSTRING = """
+Cog adapter for the trainer: the inputs, declared for `cog build`, and two entry points.
+
+- `run:`   `Predictor.run` returns `output.zip`, which is how the DreamBooth API runs trainers;
+- `train:` `train` returns `TrainingOutput(weights=output.zip)`, Cog's training API.
+
+Both take the same inputs and do the same (trainer/cog_run.py). This file is rendered from
+trainer/config.py by trainer/inputs.py, because `cog build` reads the signatures statically
+and resolves `Inputs.x` only within this file; tests/test_cog_adapters.py fails when it is
+stale.
+"""
+
+
+def adapters() -> Module:
+    """The Module that trainer/predict.py is rendered from."""
+    names = tuple(f.name for f in fields(TrainConfig))
+    predictor = AdapterClass(
+        "Predictor",
+        ("BaseRunner",),
+        Signature("run", names, "Path", RUN),
+        members=SETUP,
+    )
+    train = Signature(
+        "train",
+        names,
+        "TrainingOutput",
+        TRAIN,
+        method=False,
+        docstring="The same training, for `train:` in cog.yaml (POST /trainings).",
+    )
+    return Module(
+        docstring=DOCSTRING,
+        imports=[
+            "from cog import BaseModel, BaseRunner, Input, Path",
+            "",
+            "from trainer.cog_run import check_base, run_training",
+        ],
+        inputs=specs(),
+        parts=[predictor, OUTPUT, train],
+        source="trainer/config.py",
+        command=RENDER,
+    )

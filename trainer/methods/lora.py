@@ -1,0 +1,129 @@
+"""LoRA (Hu et al. 2021) on the UNet's attention, and on the text encoder's when asked, via peft.
+
+The layers are peft's (`LoraConfig` + diffusers' `add_adapter`); only they train and only they
+are checkpointed. The export is small and loads anywhere:
+
+    pytorch_lora_weights.safetensors   diffusers/peft keys: `pipeline.load_lora_weights(dir)`
+    lora_kohya.safetensors             kohya keys with the real alpha: Automatic1111, ComfyUI,
+                                       InvokeAI (cog-sdxl#46: a Replicate LoRA was garbage there)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from core.manifest import Method, Part
+from trainer.methods.base import TEXT_ENCODER, Trainable, TrainingMethod
+
+UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
+KOHYA_FILE = "lora_kohya.safetensors"
+
+
+class LoraLayers(Trainable):
+    key = "lora"
+
+    def __init__(self, rank: int, alpha: float | None, train_text_encoder: bool, lr: float):
+        self.rank, self.alpha = rank, float(alpha if alpha is not None else rank)
+        self.train_text_encoder, self.lr = train_text_encoder, lr
+
+    def modules(self) -> tuple[str, ...]:
+        return ("unet", TEXT_ENCODER) if self.train_text_encoder else ("unet",)
+
+    def prepare(self, components: dict, device, dtype) -> None:
+        from peft import LoraConfig
+
+        targets_of = {"unet": UNET_TARGETS, TEXT_ENCODER: TEXT_ENCODER_TARGETS}
+        for name in self.modules():
+            targets = targets_of[name]
+            config = LoraConfig(
+                r=self.rank,
+                lora_alpha=self.alpha,
+                init_lora_weights="gaussian",
+                target_modules=targets,
+            )
+            components[name].add_adapter(config)
+
+    def _lora_parameters(self, module) -> list:
+        return [p for n, p in module.named_parameters() if ".lora_" in n and p.requires_grad]
+
+    def parameter_groups(self, components: dict, lr_scale: float) -> list[dict]:
+        params = [p for name in self.modules() for p in self._lora_parameters(components[name])]
+        return [{"params": params, "lr": self.lr * lr_scale, "input": "lora_lr"}]
+
+    def state_dict(self, components: dict) -> dict[str, torch.Tensor]:
+        from peft.utils import get_peft_model_state_dict
+
+        return {
+            f"{name}.{key}": tensor
+            for name in self.modules()
+            for key, tensor in get_peft_model_state_dict(components[name]).items()
+        }
+
+    def load_state_dict(self, components: dict, state: dict[str, torch.Tensor]) -> None:
+        from peft.utils import set_peft_model_state_dict
+
+        for name in self.modules():
+            set_peft_model_state_dict(components[name], _only(state, f"{name}."))
+
+    def trained_parts(self) -> tuple[Part, ...]:
+        return (Part.UNET, Part.TEXT_ENCODER) if self.train_text_encoder else (Part.UNET,)
+
+    def export(self, pipeline, directory: Path, dtype: torch.dtype) -> dict:
+        from diffusers import StableDiffusionPipeline
+        from diffusers.utils import convert_state_dict_to_diffusers
+
+        state = self.state_dict({name: getattr(pipeline, name) for name in self.modules()})
+        parts = {name: _only(state, f"{name}.") for name in self.modules()}
+        StableDiffusionPipeline.save_lora_weights(
+            directory,
+            unet_lora_layers=convert_state_dict_to_diffusers(parts["unet"]),
+            text_encoder_lora_layers=(
+                convert_state_dict_to_diffusers(parts[TEXT_ENCODER])
+                if self.train_text_encoder
+                else None
+            ),
+            weight_name=DIFFUSERS_FILE,
+        )
+        write_kohya(state, directory / KOHYA_FILE, self.rank, self.alpha)
+        return {
+            "lora": DIFFUSERS_FILE,
+            "lora_kohya": KOHYA_FILE,
+            "lora_rank": self.rank,
+            "lora_alpha": self.alpha,
+        }
+
+
+def _only(state: dict, prefix: str) -> dict:
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+
+
+def write_kohya(peft_state: dict[str, torch.Tensor], path: Path, rank: int, alpha: float) -> None:
+    """The LoRA in kohya keys (`lora_unet_…`, `lora_te1_…`) with its real alpha.
+
+    diffusers' converter writes alpha = rank, which is right only when alpha equals the rank;
+    a loader scales by alpha / rank, so any other alpha would load at the wrong strength.
+    """
+    from diffusers.utils import convert_state_dict_to_kohya
+    from safetensors.torch import save_file
+
+    kohya = convert_state_dict_to_kohya(peft_state)
+    for key in kohya:
+        if key.endswith(".alpha"):
+            kohya[key] = torch.tensor(alpha)
+    metadata = {
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(rank),
+        "ss_network_alpha": f"{alpha:g}",
+        "ss_base_model_version": "sd_v1",
+    }
+    tensors = {k: v.detach().contiguous() for k, v in kohya.items()}
+    save_file(tensors, path, metadata=metadata)
+
+
+def lora(cfg, components: dict) -> TrainingMethod:
+    part = LoraLayers(cfg.lora_rank, cfg.lora_alpha, cfg.train_text_encoder, cfg.lora_lr)
+    return TrainingMethod("lora", Method.LORA, components, [part])

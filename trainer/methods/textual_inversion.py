@@ -1,0 +1,25 @@
+"""Textual inversion: only new token embeddings train; the model itself is unchanged."""
+
+from __future__ import annotations
+
+from core.manifest import Method
+from trainer.methods.base import TrainingMethod
+from trainer.methods.tokens import NewTokens
+
+
+def new_tokens(cfg) -> NewTokens:
+    initializer = cfg.initializer_token or class_word(cfg.class_prompt)
+    return NewTokens(cfg.new_token_word(), cfg.num_new_tokens, initializer, cfg.ti_lr, cfg.seed)
+
+
+def class_word(class_prompt: str) -> str | None:
+    """The class noun: the last word of the class prompt ("a photo of a dog" -> "dog")."""
+    words = [w.strip(".,;:!?()") for w in class_prompt.split()]
+    words = [w for w in words if w.isalpha()]
+    return words[-1] if words else None
+
+
+def textual_inversion(cfg, components: dict) -> TrainingMethod:
+    return TrainingMethod(
+        "textual_inversion", Method.TEXTUAL_INVERSION, components, [new_tokens(cfg)]
+    )

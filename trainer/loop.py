@@ -43,6 +43,7 @@ class StepEvent:
     total: int
     loss: torch.Tensor  # on the device: reading it (`.item()`) waits for the GPU
     lr: float
+    method: TrainingMethod  # what trains, for tests and benches that inspect it
 
 
 StepCallback = Callable[[StepEvent], None]
@@ -182,7 +183,7 @@ def run(
         guard.observe(done, loss_value, grad_norm)
         if guard.due(done):
             guard.check()
-        event = StepEvent(done, total, loss_value, schedule.get_last_lr()[0])
+        event = StepEvent(done, total, loss_value, schedule.get_last_lr()[0], method)
         progress.update(event.step, event.loss, event.lr)
         for callback in callbacks:
             callback(event)

@@ -26,9 +26,11 @@ KOHYA_FILE = "lora_kohya.safetensors"
 class LoraLayers(Trainable):
     key = "lora"
 
-    def __init__(self, rank: int, alpha: float | None, train_text_encoder: bool, lr: float):
+    def __init__(
+        self, rank: int, alpha: float | None, train_text_encoder: bool, lr: float, seed: int
+    ):
         self.rank, self.alpha = rank, float(alpha if alpha is not None else rank)
-        self.train_text_encoder, self.lr = train_text_encoder, lr
+        self.train_text_encoder, self.lr, self.seed = train_text_encoder, lr, seed
 
     def modules(self) -> tuple[str, ...]:
         return ("unet", TEXT_ENCODER) if self.train_text_encoder else ("unet",)
@@ -37,15 +39,18 @@ class LoraLayers(Trainable):
         from peft import LoraConfig
 
         targets_of = {"unet": UNET_TARGETS, TEXT_ENCODER: TEXT_ENCODER_TARGETS}
-        for name in self.modules():
-            targets = targets_of[name]
-            config = LoraConfig(
-                r=self.rank,
-                lora_alpha=self.alpha,
-                init_lora_weights="gaussian",
-                target_modules=targets,
-            )
-            components[name].add_adapter(config)
+        # peft draws the initial lora_A from the global generator: seeded, so that a run's
+        # weights depend only on its inputs (and a resumed run matches a fresh one).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            for name in self.modules():
+                config = LoraConfig(
+                    r=self.rank,
+                    lora_alpha=self.alpha,
+                    init_lora_weights="gaussian",
+                    target_modules=targets_of[name],
+                )
+                add_lora(components[name], config)
 
     def _lora_parameters(self, module) -> list:
         return [p for n, p in module.named_parameters() if ".lora_" in n and p.requires_grad]
@@ -97,6 +102,21 @@ class LoraLayers(Trainable):
         }
 
 
+def add_lora(module, config) -> None:
+    """peft's LoRA layers on `module`, named `default` as diffusers' `add_adapter` names them.
+
+    transformers' own `add_adapter` wants peft >= 0.22, which is not released; peft's
+    `inject_adapter_in_model` is what it calls, so the text encoder gets the same layers.
+    """
+    from peft import inject_adapter_in_model
+
+    if hasattr(module, "set_adapters"):  # diffusers models
+        module.add_adapter(config)
+        return
+    inject_adapter_in_model(config, module, adapter_name="default")
+    module.peft_config = {"default": config}
+
+
 def _only(state: dict, prefix: str) -> dict:
     return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
@@ -125,5 +145,5 @@ def write_kohya(peft_state: dict[str, torch.Tensor], path: Path, rank: int, alph
 
 
 def lora(cfg, components: dict) -> TrainingMethod:
-    part = LoraLayers(cfg.lora_rank, cfg.lora_alpha, cfg.train_text_encoder, cfg.lora_lr)
+    part = LoraLayers(cfg.lora_rank, cfg.lora_alpha, cfg.train_text_encoder, cfg.lora_lr, cfg.seed)
     return TrainingMethod("lora", Method.LORA, components, [part])

@@ -19,7 +19,9 @@ class PivotalTuning(TrainingMethod):
     def __init__(self, cfg, components: dict):
         self.tokens = new_tokens(cfg)
         self.ti_fraction = cfg.ti_fraction
-        lora = LoraLayers(cfg.lora_rank, cfg.lora_alpha, cfg.train_text_encoder, cfg.lora_lr)
+        lora = LoraLayers(
+            cfg.lora_rank, cfg.lora_alpha, cfg.train_text_encoder, cfg.lora_lr, cfg.seed
+        )
         super().__init__("pivotal", Method.PIVOTAL, components, [self.tokens, lora])
 
     def plan(self, total_steps: int) -> None:

@@ -114,3 +114,46 @@ def test_args_record_every_input_with_paths_by_name(tmp_path):
     assert set(args) == set(TrainConfig.field_names())
     assert args["instance_data"] == "photos.zip"
     assert args["lr_scheduler"] == "linear"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (dict(method="dora"), "method='dora' is not one of full, lora, textual_inversion, pivotal"),
+        (dict(lora_rank=0), "lora_rank=0 is not allowed: 1 to 256"),
+        (dict(lora_alpha=0.0), "lora_alpha=0.0 is not allowed"),
+        (dict(lora_lr=0.0), "lora_lr=0.0 is not allowed: greater than 0"),
+        (dict(ti_lr=2.0), "ti_lr=2.0 is not allowed: 0 to 1"),
+        (dict(num_new_tokens=17), "num_new_tokens=17 is not allowed: 1 to 16"),
+        (dict(method="pivotal", ti_fraction=0.0), "ti_fraction=0.0 is not allowed: above 0"),
+        (
+            dict(method="textual_inversion", token_string="zwx"),
+            "token_string='zwx' is not allowed: a word of instance_prompt='a photo of sks dog'",
+        ),
+        (
+            dict(method="textual_inversion", class_prompt="a photo of sks dog"),
+            "token_string: no identifier found in instance_prompt",
+        ),
+        (
+            dict(method="pivotal", initializer_token="big dog"),
+            "initializer_token='big dog' is not allowed: one word",
+        ),
+    ],
+)
+def test_method_inputs_are_checked_on_construction_naming_the_field(tmp_path, overrides, fragment):
+    with pytest.raises(ConfigError) as error:
+        make(tmp_path, **overrides)
+    assert fragment in str(error.value)
+
+
+def test_the_new_token_word_defaults_to_the_detected_identifier(tmp_path):
+    assert make(tmp_path, method="textual_inversion").new_token_word() == "sks"
+    named = make(tmp_path, method="pivotal", token_string="SKS")
+    assert named.new_token_word() == "SKS"
+
+
+def test_every_method_name_has_a_registered_strategy():
+    from trainer.config import MethodName
+    from trainer.methods import METHODS
+
+    assert set(METHODS) == {name.value for name in MethodName}

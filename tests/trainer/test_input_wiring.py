@@ -79,6 +79,8 @@ def test_every_input_is_covered_by_a_wiring_test():
         "ckpt_base",
         "checkpointing_steps",
         "resume",
+        "method",  # tests/trainer/test_methods.py
+        *METHOD_INPUTS,
     }
     assert covered == set(TrainConfig.field_names())
 
@@ -87,6 +89,37 @@ def test_every_input_is_covered_by_a_wiring_test():
 def test_input_changes_the_trained_weights(monkeypatch, shared, name):
     result = run(monkeypatch, shared, name, **{name: CHANGES_THE_WEIGHTS[name]})
     assert not same(weights(result.output), shared["unet"])
+
+
+# Inputs of the adapter methods: each changes the adapter a run of that method exports.
+METHOD_INPUTS = {
+    "lora_rank": ("lora", 8),
+    "lora_alpha": ("lora", 4.0),
+    "lora_lr": ("lora", 1e-3),
+    "ti_lr": ("textual_inversion", 1e-2),
+    "num_new_tokens": ("textual_inversion", 3),
+    "token_string": ("textual_inversion", "cat"),
+    "initializer_token": ("textual_inversion", "dog"),
+    "ti_fraction": ("pivotal", 0.25),
+}
+
+
+def adapter_tensors(output) -> dict:
+    from safetensors.torch import load
+
+    with zipfile.ZipFile(output) as archive:
+        names = [n for n in archive.namelist() if n.endswith(".safetensors")]
+        return {f"{n}:{k}": v for n in names for k, v in load(archive.read(n)).items()}
+
+
+@pytest.mark.parametrize("name", sorted(METHOD_INPUTS))
+def test_method_input_changes_the_exported_adapter(monkeypatch, shared, name):
+    method, value = METHOD_INPUTS[name]
+    settings = dict(method=method, max_train_steps=4, ti_lr=3e-3, lora_lr=3e-4)
+    baseline = run(monkeypatch, shared, f"{method}-baseline", **settings)
+    changed = run(monkeypatch, shared, f"{method}-{name}", **{**settings, name: value})
+    before, after = adapter_tensors(baseline.output), adapter_tensors(changed.output)
+    assert before.keys() != after.keys() or not same(before, after)
 
 
 def test_instance_data_changes_the_trained_weights(monkeypatch, shared, tmp_path):

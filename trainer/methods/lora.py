@@ -31,6 +31,7 @@ class LoraLayers(Trainable):
     ):
         self.rank, self.alpha = rank, float(alpha if alpha is not None else rank)
         self.train_text_encoder, self.lr, self.seed = train_text_encoder, lr, seed
+        self.configs: dict = {}  # component -> its LoraConfig
 
     def modules(self) -> tuple[str, ...]:
         return ("unet", TEXT_ENCODER) if self.train_text_encoder else ("unet",)
@@ -51,6 +52,7 @@ class LoraLayers(Trainable):
                     target_modules=targets_of[name],
                 )
                 add_lora(components[name], config)
+                self.configs[name] = config
 
     def _lora_parameters(self, module) -> list:
         return [p for n, p in module.named_parameters() if ".lora_" in n and p.requires_grad]
@@ -92,6 +94,11 @@ class LoraLayers(Trainable):
                 else None
             ),
             weight_name=DIFFUSERS_FILE,
+            # the rank and alpha go with the file: without them a loader assumes alpha = rank
+            unet_lora_adapter_metadata=self.configs["unet"].to_dict(),
+            text_encoder_lora_adapter_metadata=(
+                self.configs[TEXT_ENCODER].to_dict() if self.train_text_encoder else None
+            ),
         )
         write_kohya(state, directory / KOHYA_FILE, self.rank, self.alpha)
         return {

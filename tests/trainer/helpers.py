@@ -85,15 +85,35 @@ def same(a: dict, b: dict) -> bool:
 @torch.no_grad()
 def instance_loss(folder: Path, photos: list, prompt: str, base: Path) -> float:
     """Denoising loss of the pipeline in `folder` on the photos, with fixed noise and steps."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
-
-    from trainer.data import square_crop, to_tensor
 
     unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
     text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder")
-    vae = AutoencoderKL.from_pretrained(base, subfolder="vae")
     tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")
+    return denoising_loss(unet, text_encoder, tokenizer, photos, prompt, base)
+
+
+@torch.no_grad()
+def adapter_loss(folder: Path | None, photos: list, prompt: str, base: Path) -> float:
+    """The same loss for the base with an adapter output loaded on top (None: the base)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(base, safety_checker=None)
+    if folder is not None and (folder / "pytorch_lora_weights.safetensors").is_file():
+        pipe.load_lora_weights(folder, weight_name="pytorch_lora_weights.safetensors")
+    if folder is not None and (folder / "embeddings.safetensors").is_file():
+        pipe.load_textual_inversion(folder / "embeddings.safetensors", token="sks")
+        prompt = pipe.maybe_convert_prompt(prompt, pipe.tokenizer)
+    return denoising_loss(pipe.unet, pipe.text_encoder, pipe.tokenizer, photos, prompt, base)
+
+
+def denoising_loss(unet, text_encoder, tokenizer, photos, prompt, base) -> float:
+    from diffusers import AutoencoderKL, DDPMScheduler
+
+    from trainer.data import square_crop, to_tensor
+
+    vae = AutoencoderKL.from_pretrained(base, subfolder="vae")
     scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler")
     pixels = torch.stack([to_tensor(square_crop(p, 64, True, random.Random(0))) for p in photos])
     latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor

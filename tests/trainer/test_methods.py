@@ -151,3 +151,36 @@ def test_a_crashed_run_of_any_method_resumes_bit_identical(
             left, right = load(a.read(name)), load(b.read(name))
             assert left.keys() == right.keys(), name
             assert all(torch.equal(left[k], right[k]) for k in left), name
+
+
+@pytest.mark.parametrize(
+    ("method", "settings", "target"),
+    [
+        ("lora", dict(lora_lr=2e-3), 0.95),
+        ("pivotal", dict(lora_lr=2e-3, ti_lr=5e-2), 0.95),
+        ("textual_inversion", dict(ti_lr=5e-2), 1.0),  # the tiny text encoder barely conditions
+    ],
+)
+def test_each_method_lowers_the_loss_on_the_instance_photos(
+    monkeypatch, tmp_path, tiny_sd15, photo_zip, method, settings, target
+):
+    from tests.trainer.helpers import adapter_loss
+    from trainer.photos import load_archive
+
+    result = train(
+        monkeypatch,
+        tiny_sd15,
+        photo_zip,
+        tmp_path / "w",
+        method=method,
+        center_crop=True,
+        **{**FAST, "max_train_steps": 150, **settings},
+    )
+    out = unzip(result.output, tmp_path / "out")
+    photos = [
+        p.image
+        for p in load_archive(photo_zip, tmp_path / "x", label="instance_data", resolution=64)
+    ]
+    before = adapter_loss(None, photos, "a photo of sks cat", tiny_sd15)
+    after = adapter_loss(out, photos, "a photo of sks cat", tiny_sd15)
+    assert after < target * before, (before, after)

@@ -107,3 +107,47 @@ def test_an_unexpected_failure_reports_its_cause_and_the_last_log_lines(
     error = body["error"]
     assert "RunFailedError" in error and "last log lines:" in error, error
     assert "4 instance photos" in error.split("last log lines:")[1]
+
+
+@pytest.mark.parametrize(
+    ("method", "files"),
+    [
+        ("lora", {"pytorch_lora_weights.safetensors", "lora_kohya.safetensors"}),
+        ("textual_inversion", {"embeddings.safetensors", "special_params.json"}),
+        (
+            "pivotal",
+            {
+                "pytorch_lora_weights.safetensors",
+                "lora_kohya.safetensors",
+                "embeddings.safetensors",
+                "special_params.json",
+            },
+        ),
+    ],
+)
+def test_each_adapter_method_returns_a_small_output_zip(server, photo_zip, tmp_path, method, files):
+    status, body = server.predict(
+        instance_data=data_uri(photo_zip, "application/zip"),
+        method=method,
+        lora_rank=4,
+        num_new_tokens=3,
+        **REQUEST,
+    )
+    succeeded(status, body)
+    manifest = unzip(body["output"], tmp_path / "out")
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {*files, "manifest.json", "args.json"}
+    assert manifest.method.value == method and manifest.is_adapter
+    if "embeddings.safetensors" in files:
+        assert manifest.adapter.tokens == ("<s0>", "<s1>", "<s2>")
+        assert manifest.adapter.token_string == "sks"
+
+
+def test_a_multi_token_initializer_is_refused_naming_the_input(server, photo_zip):
+    status, body = server.predict(
+        instance_data=data_uri(photo_zip, "application/zip"),
+        method="textual_inversion",
+        initializer_token="qwzxkvjpq",
+        **REQUEST,
+    )
+    assert status == 200 and body["status"] == "failed"
+    assert "initializer_token='qwzxkvjpq' is" in body["error"] and "tokens" in body["error"]

@@ -3,6 +3,10 @@
     python -m bench.train --peer-script ~/diffusers/examples/dreambooth/train_dreambooth.py
     python -m bench.train --shape sd15 --precision bf16 --config all \
         --peer-script ~/diffusers/examples/dreambooth/train_dreambooth.py     # on a GPU
+    python -m bench.train --method lora --config all \
+        --peer-script ~/diffusers/examples/dreambooth/train_dreambooth_lora.py
+    python -m bench.train --method textual_inversion --config all \
+        --peer-script ~/diffusers/examples/textual_inversion/textual_inversion.py
 
 The peer is the user's own copy of the script, run unchanged by path (bench/peer.py) at the
 same settings: same base, photos, prompt, resolution, batch size, learning rate, schedule,
@@ -28,7 +32,7 @@ from pathlib import Path
 import torch
 
 from bench import workers
-from bench.train_sides import CONFIGS, Setting, peer_flags, run_ours
+from bench.train_sides import CONFIGS, Setting, configs_for, peer_flags, run_ours
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -113,7 +117,10 @@ def machine() -> dict:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", choices=["tiny", "sd15"], default="tiny")
-    parser.add_argument("--config", choices=[*CONFIGS, "all"], default="unet+te")
+    parser.add_argument(
+        "--method", choices=["full", "lora", "textual_inversion", "pivotal"], default="full"
+    )
+    parser.add_argument("--config", choices=[*CONFIGS, "all"], default=None)
     parser.add_argument("--peer-script", type=Path, help="diffusers' train_dreambooth.py")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
@@ -133,7 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     if args.worker:
         return workers.report(run_ours(args, CONFIGS[args.config]))
-    names = list(CONFIGS) if args.config == "all" else [args.config]
+
+    names = configs_for(args.method) if args.config in (None, "all") else [args.config]
+    if args.config is None:
+        names = names[:1] if args.method != "full" else ["unet+te"]
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         base, photos = make_inputs(args.shape, folder)
@@ -148,7 +158,9 @@ def main(argv: list[str] | None = None) -> None:
         "configs": configs,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"train-{args.shape}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"train-{args.shape}-{args.method}.json").write_text(
+        json.dumps(report, indent=2) + "\n"
+    )
     print(json.dumps(report, indent=2))
 
 

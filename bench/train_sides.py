@@ -1,8 +1,13 @@
 """The configurations the training bench compares, and how each side is asked to run them.
 
-The same `Setting` becomes a `TrainConfig` for ours and command-line flags for the peer
-(diffusers' examples/dreambooth/train_dreambooth.py, whose own defaults already match ours for
-optimizer betas, weight decay, epsilon and gradient clipping).
+The same `Setting` becomes a `TrainConfig` for ours and command-line flags for the peer, the
+diffusers example of the same method (whose own defaults already match ours for optimizer
+betas, weight decay, epsilon and gradient clipping):
+
+    full               examples/dreambooth/train_dreambooth.py
+    lora, pivotal      examples/dreambooth/train_dreambooth_lora.py (diffusers has no SD1.5
+                       pivotal script: LoRA is its nearest peer)
+    textual_inversion  examples/textual_inversion/textual_inversion.py
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from bench.peer import StepClock, memory
 
 PROMPT, CLASS_PROMPT = "a photo of sks cat", "a photo of a cat"
 LEARNING_RATE = 5e-6
+LORA_LR, TI_LR, LORA_RANK, NEW_TOKENS = 1e-4, 3e-4, 32, 2
 CLASS_IMAGES = 8
 
 
@@ -29,8 +35,17 @@ class Setting:
     gradient_checkpointing: bool = False
     with_prior_preservation: bool = False
     use_8bit_adam: bool = False
+    method: str = "full"
 
 
+METHOD_CONFIGS = {
+    "lora": [
+        Setting("lora", method="lora"),
+        Setting("lora+gc+8bit", gradient_checkpointing=True, use_8bit_adam=True, method="lora"),
+    ],
+    "textual_inversion": [Setting("ti", method="textual_inversion")],
+    "pivotal": [Setting("pivotal", method="pivotal")],
+}
 CONFIGS = {
     s.name: s
     for s in [
@@ -46,6 +61,13 @@ CONFIGS = {
         ),
     ]
 }
+CONFIGS.update({s.name: s for settings in METHOD_CONFIGS.values() for s in settings})
+
+
+def configs_for(method: str) -> list[str]:
+    if method == "full":
+        return [name for name, s in CONFIGS.items() if s.method == "full"]
+    return [s.name for s in METHOD_CONFIGS[method]]
 
 
 def run_ours(args, setting: Setting) -> dict:
@@ -68,17 +90,24 @@ def run_ours(args, setting: Setting) -> dict:
             use_8bit_adam=setting.use_8bit_adam,
             gradient_checkpointing=setting.gradient_checkpointing,
             train_text_encoder=setting.train_text_encoder,
+            method=setting.method,
+            lora_lr=LORA_LR,
+            ti_lr=TI_LR,
+            lora_rank=LORA_RANK,
+            num_new_tokens=NEW_TOKENS,
             checkpointing_steps=0,
             seed=0,
         )
         clock, started = StepClock(), time.perf_counter()
         result = job.train(cfg)
         wall = time.perf_counter() - started
+        size_mb = result.output.stat().st_size / 2**20
     return {
         "stamps": clock.stamps,
         "started": started,
         "wall_seconds": round(wall, 3),
         "final_loss": result.summary["final_loss"],
+        "output_zip_mb": round(size_mb, 3),
         **memory(),
     }
 
@@ -92,6 +121,8 @@ def peer_precision(precision: str) -> str:
 
 
 def peer_flags(args, setting: Setting, base: Path, photos: Path, out: Path) -> list[str]:
+    if setting.method == "textual_inversion":
+        return textual_inversion_flags(args, base, photos, out)
     flags = [
         "--pretrained_model_name_or_path",
         str(base),
@@ -99,29 +130,12 @@ def peer_flags(args, setting: Setting, base: Path, photos: Path, out: Path) -> l
         str(photos),
         "--instance_prompt",
         PROMPT,
-        "--resolution",
-        str(args.resolution),
-        "--train_batch_size",
-        "1",
         "--learning_rate",
-        str(LEARNING_RATE),
-        "--lr_scheduler",
-        "constant",
-        "--max_train_steps",
-        str(args.steps),
-        "--checkpointing_steps",
-        str(10 * args.steps),
-        "--mixed_precision",
-        peer_precision(args.precision),
-        "--seed",
-        "0",
-        "--output_dir",
-        str(out),
-        "--report_to",
-        "all",  # whatever trackers are installed, as its default "tensorboard" would
+        str(LEARNING_RATE if setting.method == "full" else LORA_LR),
+        *common_flags(args, out),
     ]
-    if torch.cuda.is_available():
-        flags.append("--allow_tf32")  # ours enables TF32 on CUDA: the same for the peer
+    if setting.method != "full":
+        flags += ["--rank", str(LORA_RANK)]
     if setting.train_text_encoder:
         flags.append("--train_text_encoder")
     if setting.gradient_checkpointing:
@@ -139,3 +153,51 @@ def peer_flags(args, setting: Setting, base: Path, photos: Path, out: Path) -> l
             str(CLASS_IMAGES),
         ]
     return flags
+
+
+def common_flags(args, out: Path) -> list[str]:
+    flags = [
+        "--resolution",
+        str(args.resolution),
+        "--train_batch_size",
+        "1",
+        "--lr_scheduler",
+        "constant",
+        "--max_train_steps",
+        str(args.steps),
+        "--checkpointing_steps",
+        str(10 * args.steps),
+        "--mixed_precision",
+        peer_precision(args.precision),
+        "--seed",
+        "0",
+        "--output_dir",
+        str(out),
+        "--report_to",
+        "all",  # whatever trackers are installed, as its default "tensorboard" would
+    ]
+    if torch.cuda.is_available():
+        flags.append("--allow_tf32")  # ours enables TF32 on CUDA: the same for the peer
+    return flags
+
+
+def textual_inversion_flags(args, base: Path, photos: Path, out: Path) -> list[str]:
+    return [
+        "--pretrained_model_name_or_path",
+        str(base),
+        "--train_data_dir",
+        str(photos),
+        "--placeholder_token",
+        "<sks>",
+        "--initializer_token",
+        "cat",
+        "--learnable_property",
+        "object",
+        "--num_vectors",
+        str(NEW_TOKENS),
+        "--learning_rate",
+        str(TI_LR),
+        "--save_steps",
+        str(10 * args.steps),
+        *common_flags(args, out),
+    ]

@@ -4,8 +4,9 @@
                            serving process, `<template>-<pid>`.
 
 Cog reads each image file as it is yielded, so a folder only ever holds the current request's
-images: it is emptied when the next request starts and removed when the process exits. Folders
-left by processes that no longer run (killed, so no exit handler ran) are removed at setup.
+images: it is emptied when the next request starts and removed when the process exits, also on
+SIGTERM (how a server is stopped; the handler then passes the signal on). Folders left by
+processes that no longer run (killed outright) are removed at setup.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import tempfile
 import weakref
 from pathlib import Path
@@ -57,6 +59,7 @@ class OutputFolder:
             log.info("removed %d output folders of stopped servers", len(removed))
         self.path = self.root / f"{name}-{os.getpid()}"
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.path, True)  # also at exit
+        _on_sigterm(self._cleanup)
 
     def fresh(self) -> Path:
         """An empty folder for this request's images (the previous request's are removed)."""
@@ -66,3 +69,21 @@ class OutputFolder:
 
     def remove(self) -> None:
         self._cleanup()
+
+
+def _on_sigterm(cleanup) -> None:
+    """Run `cleanup` on SIGTERM, then whatever was to happen on it (by default, exiting)."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum, frame):
+        cleanup()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: the exit handler and setup's pruning remain
+        log.info("output folder: no SIGTERM handler outside the main thread")

@@ -183,6 +183,7 @@ def boot(weights: Path, template: Path, folder: Path) -> dict:
 def child(args, side: str, weights: Path, template: Path) -> dict:
     flags = ["--weights", str(weights), "--template", str(template), "--shape", args.shape]
     flags += ["--size", str(args.size), "--steps", str(args.steps), "--repeats", str(args.repeats)]
+    flags += ["--threads", str(args.threads)]
     return workers.run("bench.infer", side, flags)
 
 
@@ -223,12 +224,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-boot", action="store_true", help="skip the boot-to-READY runs")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
+    )
     parser.add_argument("--worker", choices=["latency", "setup"], help=argparse.SUPPRESS)
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--template", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.size = args.size or (64 if args.shape == "tiny" else 512)
     if args.worker:
+        if args.threads:  # on a shared CPU, one thread each gives steadier numbers
+            torch.set_num_threads(args.threads)
         work = latency if args.worker == "latency" else setup
         workers.report(work(args, args.weights, args.template))
         return

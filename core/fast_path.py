@@ -6,7 +6,9 @@
     INFERENCE_OPTIMIZATIONS   comma-separated; unset = the device's default, "none" = nothing:
       tf32              TF32 tensor cores for whatever still runs in fp32 (GPU)
       channels_last     UNet, VAE and ControlNet in channels_last memory format (faster convs)
-      compile           torch.compile the UNet and ControlNet in place, warmed up in setup()
+      compile           torch.compile the UNet and ControlNet (the denoising loop) in place,
+                        warmed up in setup() with one and two images, so that the batch size is
+                        compiled dynamic before the first request
       compile_regional  compile only their repeated transformer blocks: a shorter compile, a
                         smaller speed-up (for when no compile cache can be shipped)
       batch             all num_outputs images of a request as one batch (they then arrive
@@ -76,14 +78,16 @@ class FastPath:
     def batches(self) -> bool:
         return "batch" in self.chosen
 
-    def apply(self, models: list[torch.nn.Module]) -> None:
-        """TF32, memory format and compilation, in place (module identity is kept)."""
+    def apply(self, formatted: list[torch.nn.Module], compiled: list[torch.nn.Module]) -> None:
+        """TF32, memory format and compilation, in place (module identity is kept, so every
+        pipeline sharing a module shares its compiled form)."""
         if "tf32" in self.chosen and torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        for model in models:
-            if "channels_last" in self.chosen:
+        if "channels_last" in self.chosen:
+            for model in formatted:
                 model.to(memory_format=torch.channels_last)
+        for model in compiled:
             if "compile" in self.chosen:
                 model.compile()
             elif "compile_regional" in self.chosen and getattr(model, "_repeated_blocks", None):

@@ -92,10 +92,10 @@ class Engine:
 
     def speed_up(self, template_dir: Path) -> None:
         """Apply the fast path, build every mode's pipeline, and compile now if asked to."""
-        models = [self.base.unet, self.base.vae, *([self.controlnet] if self.controlnet else [])]
+        denoisers = [self.base.unet, *([self.controlnet] if self.controlnet else [])]
         if self.fast.compiles:
             load_compile_cache(template_dir / COMPILE_CACHE)
-        self.fast.apply(models)
+        self.fast.apply(formatted=[*denoisers, self.base.vae], compiled=denoisers)
         if self.fast.batches:
             self.base.vae.enable_slicing()  # decode a batch one image at a time
         self.base.set_progress_bar_config(disable=True)
@@ -119,7 +119,8 @@ class Engine:
         return pipeline
 
     def warm_up(self) -> None:
-        """Compile during setup(), at the default size, rather than in the first request."""
+        """Compile during setup(), at the default size, rather than in the first request: one
+        image, then two, after which torch compiles the batch dimension as dynamic."""
         control = Image.new("RGB", (WARM_UP["width"], WARM_UP["height"]))
         request = GenerationRequest(prompt="a photo", disable_safety_check=True, **WARM_UP)
         modes = [(Mode.TXT2IMG, None)] + ([(Mode.CONTROLNET, control)] if self.controlnet else [])
@@ -127,7 +128,8 @@ class Engine:
         for mode, image in modes:
             arguments = mode_arguments(mode, request, image)
             pipeline = self.pipeline(mode, "DPMSolverMultistep")
-            self._run(pipeline, request, embeddings, arguments, [0])
+            for seeds in ([0], [0, 1]) if self.fast.batches else ([0],):
+                self._run(pipeline, request, embeddings, arguments, seeds)
         log.info("warmed up (compiled) at %dx%d", WARM_UP["width"], WARM_UP["height"])
 
     def pipeline(self, mode: Mode, scheduler: str):
@@ -163,8 +165,11 @@ class Engine:
         kept = 0
         for batch in batches:
             images = self._run(pipeline, request, embeddings, arguments, batch)
-            for seed, image in zip(batch, images, strict=True):
-                if not request.disable_safety_check and self.checker.flagged(image):
+            flags = [False] * len(images)
+            if not request.disable_safety_check:
+                flags = self.checker.flags(images)
+            for seed, image, flagged in zip(batch, images, flags, strict=True):
+                if flagged:
                     index = seed - request.seed
                     print(
                         f"image {index} (seed {seed}) was flagged by the safety checker and "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import OrderedDict
 
 import torch
 
@@ -29,6 +30,9 @@ PACKRAT_CACHE = 128
 MAX_NESTING = 6
 MAX_WEIGHTED_CHARS = 500
 SYNTAX = re.compile(r'[()"+\-\\]')  # every compel operator needs one of these
+# Embeddings of the last prompts are kept: the same prompt (the empty negative one above all)
+# is not encoded twice. The text encoder is frozen, so this is a pure cache, not request state.
+CACHED_PROMPTS = 16
 
 
 def enable_memoisation() -> None:
@@ -80,27 +84,44 @@ class PromptEncoder:
             tokenizer=tokenizer, text_encoder=text_encoder, truncate_long_prompts=False
         )
         self.parser = PromptParser()
+        self.cache: OrderedDict[str, tuple[torch.Tensor, str | None]] = OrderedDict()
 
-    def parse(self, text: str, label: str = "prompt"):
-        """compel's structure for `text`: parsed when it has syntax and is within the bounds."""
+    def structure(self, text: str):
+        """(compel's structure for `text`, why it is plain text or None): parsed when it has
+        syntax and is within the bounds."""
         if not SYNTAX.search(text):
-            return plain(text)
+            return plain(text), None
         reason = why_plain(text)
         if reason is None:
             try:
-                return self.parser.parse_conjunction(text)
+                return self.parser.parse_conjunction(text), None
             except Exception as error:  # pyparsing's and compel's own: a prompt is not a bug
                 reason = f"the weighting syntax could not be parsed ({error})"
-        log.warning("%s is used as plain text: %s", label, reason)
-        return plain(text)
+        return plain(text), reason
 
-    def encode(self, text: str, label: str) -> torch.Tensor:
-        conjunction = self.parse(text, label)
+    def parse(self, text: str):
+        return self.structure(text)[0]
+
+    def _embed(self, text: str) -> tuple[torch.Tensor, str | None]:
+        conjunction, reason = self.structure(text)
         try:
             embeddings, _ = self.compel.build_conditioning_tensor_for_conjunction(conjunction)
         except ValueError as error:  # e.g. a conjunction compel cannot combine
-            log.warning("%s is used as plain text: %s", label, error)
+            reason = str(error)
             embeddings, _ = self.compel.build_conditioning_tensor_for_conjunction(plain(text))
+        return embeddings, reason
+
+    def encode(self, text: str, label: str) -> torch.Tensor:
+        """The embeddings of `text`, from the cache of recent prompts when it is there."""
+        if text in self.cache:
+            self.cache.move_to_end(text)
+        else:
+            self.cache[text] = self._embed(text)
+            if len(self.cache) > CACHED_PROMPTS:
+                self.cache.popitem(last=False)
+        embeddings, reason = self.cache[text]
+        if reason:
+            log.warning("%s is used as plain text: %s", label, reason)
         return embeddings
 
     @torch.no_grad()

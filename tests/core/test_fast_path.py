@@ -54,7 +54,7 @@ def test_channels_last_is_applied_in_place(tiny_sd15):
     from diffusers import UNet2DConditionModel
 
     unet = UNet2DConditionModel.from_pretrained(tiny_sd15, subfolder="unet")
-    FastPath(frozenset({"channels_last"})).apply([unet])
+    FastPath(frozenset({"channels_last"})).apply(formatted=[unet], compiled=[unet])
     assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
 
 
@@ -83,3 +83,30 @@ def test_a_saved_compile_cache_is_a_hit_in_a_fresh_process(tmp_path):
     assert booted["inductor"].get("fxgraph_cache_miss", 0) == 0
     cold = compile_in_a_fresh_process("none", cache, tmp_path / "inductor-cold")
     assert cold["inductor"].get("fxgraph_cache_miss", 0) >= 1  # without it: a compile
+
+
+@pytest.mark.slow
+def test_the_compiled_engine_warms_up_in_setup_and_matches_eager(
+    tiny_sd15, template_weights, monkeypatch, caplog
+):
+    """The GPU's compiled path on a CPU (regional: the transformer blocks, to keep it short)."""
+    import logging
+
+    import numpy as np
+
+    from core.pipelines import Engine
+    from core.requests import GenerationRequest
+    from core.weights import find
+
+    request = GenerationRequest(
+        prompt="a cat", seed=7, num_outputs=2, width=64, height=64, num_inference_steps=3
+    )
+    eager = Engine.load(find(tiny_sd15), template_dir=template_weights("vanilla"))
+    expected = [np.asarray(image, dtype=int) for image in eager.generate(request)]
+    monkeypatch.setenv("INFERENCE_OPTIMIZATIONS", "compile_regional,channels_last,batch")
+    with caplog.at_level(logging.INFO):
+        engine = Engine.load(find(tiny_sd15), template_dir=template_weights("vanilla"))
+    assert "warmed up (compiled) at 512x512" in caplog.text
+    compiled = [np.asarray(image, dtype=int) for image in engine.generate(request)]
+    for one, other in zip(compiled, expected, strict=True):
+        assert np.abs(one - other).max() <= 2

@@ -132,3 +132,16 @@ def test_the_denoising_strength_always_gives_at_least_one_step(strength, steps):
     assert int(steps * effective) >= 1  # what diffusers' get_timesteps computes
     assert effective >= strength and effective <= max(strength, 1 / steps + 1e-9)
     assert at_least_one_step(0.8, 50) == 0.8
+
+
+def test_recent_prompts_are_encoded_once_and_their_log_line_repeats(encoder, caplog):
+    from core.prompts import CACHED_PROMPTS
+
+    nested = "(" * (MAX_NESTING + 2) + "a cached cat"
+    with caplog.at_level(logging.WARNING, logger="core.prompts"):
+        first = encoder.encode(nested, "prompt")
+        again = encoder.encode(nested, "prompt")
+    assert again is first and caplog.text.count("is used as plain text") == 2
+    for index in range(CACHED_PROMPTS + 3):
+        encoder.encode(f"a cat number {index}", "prompt")
+    assert len(encoder.cache) == CACHED_PROMPTS and nested not in encoder.cache

@@ -1,21 +1,28 @@
-"""Template speed: setup() against reading the weights, and per-image latency against diffusers.
+"""Template speed against diffusers: per-image latency, num_outputs=4 throughput, setup, boot.
 
     python -m bench.infer                                        # tiny weights, CPU
     python -m bench.infer --shape sd15 --size 512 --steps 30     # real-shape SD1.5, random (GPU)
-    INFERENCE_OPTIMIZATIONS=channels_last,compile python -m bench.infer --shape sd15 ...
+    INFERENCE_OPTIMIZATIONS=none python -m bench.infer ...      # without the fast path
 
-Each side runs in its own child process. `setup` is the vanilla template's setup() (weights,
-prompt encoder, safety checker), compared with reading every weight file once more (both warm,
-so the ratio is our overhead beyond I/O); the first setup in a process also pays for importing
-diffusers' pipeline modules, reported apart. Latency is one image through the template's request
-path (compel, fresh scheduler, safety check, PNG) against a bare StableDiffusionPipeline call
-with the same weights, scheduler, steps, guidance and size. Medians of --repeats after a warm-up.
+- latency: one image through the vanilla template's whole request path (adapter, compel, fresh
+  scheduler, safety check, PNG file) against a bare StableDiffusionPipeline call with the same
+  weights, scheduler, steps, guidance and size: diffusers' default pipeline. Every call has a
+  new prompt, so no encoding is reused. Both run in one
+  child process, alternately, so a machine whose load drifts slows both alike; medians of
+  --repeats after a warm-up (which is also where a compile happens).
+- throughput: images per second with num_outputs=4 (ours) and num_images_per_prompt=4
+  (diffusers), one seed per image on both sides.
+- setup: the template's setup() against reading every weight file (both warm), in a child.
+- boot: wall time from starting the real Cog server to READY; when the template compiles, once
+  without and once with the compile cache that the first boot's warm-up produced
+  (buildkit/compile_cache.py writes it).
 JSON on stdout and in bench/results/infer-<shape>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -39,41 +46,35 @@ def read_all(folder: Path) -> float:
     return time.perf_counter() - started
 
 
-def timed(function, repeats: int) -> float:
-    function()  # warm-up (and compile, when asked for)
-    samples = []
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def alternate(sides: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each side's call, the sides taking turns; one warm-up call each."""
+    for call in sides.values():
+        call()
+    samples: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+        for name, call in sides.items():
+            _sync()
+            started = time.perf_counter()
+            call()
+            _sync()
+            samples[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def ours(args, weights: Path, template: Path) -> dict:
-    os.environ.update(
-        WEIGHTS_DIR=str(weights), TEMPLATE_WEIGHTS_DIR=str(template), TEMPLATE="vanilla"
-    )
-    from templates.predict import Vanilla
-
-    read_all(weights)  # warm the page cache for both measurements
-    read = read_all(weights)
-    runner = Vanilla()
-    started = time.perf_counter()
-    runner.setup()  # the first setup also imports diffusers' pipeline modules
-    first = time.perf_counter() - started
-    started = time.perf_counter()
-    runner.setup()
-    setup = time.perf_counter() - started
-    inputs = dict(
+def template_inputs(args, num_outputs: int) -> dict:
+    return dict(
         prompt=PROMPT,
         negative_prompt=None,
         image=None,
         mask=None,
         width=args.size,
         height=args.size,
-        num_outputs=1,
+        num_outputs=num_outputs,
         num_inference_steps=args.steps,
         guidance_scale=7.5,
         prompt_strength=0.8,
@@ -81,53 +82,113 @@ def ours(args, weights: Path, template: Path) -> dict:
         seed=1,
         disable_safety_check=False,
     )
-    latency = timed(lambda: list(runner.generate(inputs)), args.repeats)
-    return {"first_setup_s": first, "setup_s": setup, "read_weights_s": read, "image_s": latency}
 
 
-def baseline(args, weights: Path) -> dict:
-    started = time.perf_counter()
+def _environment(weights: Path, template: Path) -> None:
+    os.environ.update(
+        WEIGHTS_DIR=str(weights), TEMPLATE_WEIGHTS_DIR=str(template), TEMPLATE="vanilla"
+    )
+
+
+def diffusers_pipeline(weights: Path):
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
-    imports = time.perf_counter() - started
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else torch.float32
-    started = time.perf_counter()
     pipeline = StableDiffusionPipeline.from_pretrained(
         weights, safety_checker=None, dtype=dtype
     ).to(device)
-    load = time.perf_counter() - started
     pipeline.scheduler = DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config)
     pipeline.set_progress_bar_config(disable=True)
+    return pipeline
 
-    def one():
-        pipeline(
-            PROMPT,
+
+def latency(args, weights: Path, template: Path) -> dict:
+    _environment(weights, template)
+    from templates.predict import Vanilla
+
+    runner = Vanilla()
+    runner.setup()
+    pipeline = diffusers_pipeline(weights)
+
+    takes = itertools.count()  # a new prompt each call: neither side may reuse an encoding
+
+    def prompt() -> str:
+        return f"{PROMPT}, take {next(takes)}"
+
+    def diffusers(count: int):
+        generators = [torch.Generator().manual_seed(1 + i) for i in range(count)]
+        return pipeline(
+            prompt(),
             num_inference_steps=args.steps,
             guidance_scale=7.5,
             height=args.size,
             width=args.size,
-            generator=torch.Generator().manual_seed(1),
-        ).images[0]
+            num_images_per_prompt=count,
+            generator=generators,
+        ).images
 
-    return {"import_s": imports, "from_pretrained_s": load, "image_s": timed(one, args.repeats)}
+    def ours(count: int):
+        return list(runner.generate({**template_inputs(args, count), "prompt": prompt()}))
+
+    single = alternate({"diffusers": lambda: diffusers(1), "ours": lambda: ours(1)}, args.repeats)
+    batch = alternate(
+        {"diffusers": lambda: diffusers(4), "ours": lambda: ours(4)}, max(1, args.repeats // 2)
+    )
+    return {
+        "optimizations": sorted(runner.engine.fast.chosen),
+        "image_s": single,
+        "num_outputs_4_images_per_s": {k: round(4 / v, 3) for k, v in batch.items()},
+    }
+
+
+def setup(args, weights: Path, template: Path) -> dict:
+    _environment(weights, template)
+    from templates.predict import Vanilla
+
+    read_all(weights)  # warm the page cache for both measurements
+    read = read_all(weights)
+    runner = Vanilla()
+    started = time.perf_counter()
+    runner.setup()  # the first setup also imports diffusers' pipeline modules (and compiles)
+    first = time.perf_counter() - started
+    started = time.perf_counter()
+    runner.setup()
+    return {
+        "first_setup_s": first,
+        "setup_s": time.perf_counter() - started,
+        "read_weights_s": read,
+    }
+
+
+def boot(weights: Path, template: Path, folder: Path) -> dict:
+    """Seconds from starting the real server to READY; with the compile cache when one is made."""
+    from buildkit.cog_client import CogServer
+    from core.fast_path import COMPILE_CACHE, FastPath
+
+    env = {"WEIGHTS_DIR": str(weights), "TEMPLATE_WEIGHTS_DIR": str(template)}
+    env["COG_TEST_LOG_DIR"] = str(folder)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = {}
+    cache = template / COMPILE_CACHE
+    runs = ["without_compile_cache", "with_compile_cache"]
+    if not FastPath.from_env(device).compiles:
+        runs = ["no_compile"]
+    for run in runs:
+        if run == "with_compile_cache":
+            from buildkit.compile_cache import write_cache
+
+            write_cache("vanilla", weights, template, cache)
+        started = time.perf_counter()
+        with CogServer("vanilla", env=env, setup_timeout=1800):
+            result[f"boot_to_ready_s_{run}"] = round(time.perf_counter() - started, 2)
+    return result
 
 
 def child(args, side: str, weights: Path, template: Path) -> dict:
-    flags = [
-        "--weights",
-        str(weights),
-        "--template",
-        str(template),
-        "--shape",
-        args.shape,
-        "--size",
-        str(args.size),
-        "--steps",
-        str(args.steps),
-        "--repeats",
-        str(args.repeats),
-    ]
+    flags = ["--weights", str(weights), "--template", str(template), "--shape", args.shape]
+    flags += ["--size", str(args.size), "--steps", str(args.steps), "--repeats", str(args.repeats)]
+    flags += ["--threads", str(args.threads)]
     return workers.run("bench.infer", side, flags)
 
 
@@ -138,7 +199,27 @@ def make_weights(args, folder: Path) -> tuple[Path, Path]:
         from buildkit.tiny import write_sd15
     else:
         from buildkit.real_shape import write_sd15
-    return write_sd15(folder / "weights"), write_template_weights("vanilla", folder / "template")
+    template = write_template_weights("vanilla", folder / "template", shape=args.shape)
+    return write_sd15(folder / "weights"), template
+
+
+def report(args, sides: dict, boots: dict) -> dict:
+    image = sides["latency"]["image_s"]
+    throughput = sides["latency"]["num_outputs_4_images_per_s"]
+    return {
+        "benchmark": "infer",
+        "settings": {
+            k: v for k, v in vars(args).items() if k not in ("worker", "weights", "template")
+        },
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        **sides,
+        "boot": boots,
+        "ratio_image_latency": round(image["ours"] / image["diffusers"], 3),
+        "ratio_num_outputs_4_throughput": round(throughput["ours"] / throughput["diffusers"], 3),
+        "ratio_setup_to_reading_weights": round(
+            sides["setup"]["setup_s"] / sides["setup"]["read_weights_s"], 2
+        ),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,42 +228,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--worker", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--no-boot", action="store_true", help="skip the boot-to-READY runs")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
+    )
+    parser.add_argument("--worker", choices=["latency", "setup"], help=argparse.SUPPRESS)
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--template", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.size = args.size or (64 if args.shape == "tiny" else 512)
     if args.worker:
-        result = (
-            ours(args, args.weights, args.template)
-            if args.worker == "ours"
-            else baseline(args, args.weights)
-        )
-        workers.report(result)
+        if args.threads:  # on a shared CPU, one thread each gives steadier numbers
+            torch.set_num_threads(args.threads)
+        work = latency if args.worker == "latency" else setup
+        workers.report(work(args, args.weights, args.template))
         return
     with tempfile.TemporaryDirectory() as folder:
         weights, template = make_weights(args, Path(folder))
-        sides = {side: child(args, side, weights, template) for side in ("baseline", "ours")}
-    report = {
-        "benchmark": "infer",
-        "settings": {
-            k: v for k, v in vars(args).items() if k not in ("worker", "weights", "template")
-        },
-        "optimizations": os.environ.get("INFERENCE_OPTIMIZATIONS", ""),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "baseline": sides["baseline"],
-        "ours": sides["ours"],
-        "ratio_setup_to_reading_weights": round(
-            sides["ours"]["setup_s"] / sides["ours"]["read_weights_s"], 2
-        ),
-        "ratio_setup_to_from_pretrained": round(
-            sides["ours"]["setup_s"] / sides["baseline"]["from_pretrained_s"], 2
-        ),
-        "ratio_image_latency": round(sides["ours"]["image_s"] / sides["baseline"]["image_s"], 3),
-    }
+        sides = {side: child(args, side, weights, template) for side in ("setup", "latency")}
+        boots = {} if args.no_boot else boot(weights, template, Path(folder))
+    result = report(args, sides, boots)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"infer-{args.shape}.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    (RESULTS / f"infer-{args.shape}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

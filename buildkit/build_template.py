@@ -1,13 +1,18 @@
 """Write a complete Cog build context for one template; print the weights build step.
 
-    script/build-template NAME OUT [--weights DIR] [--template-weights DIR] [--push IMAGE]
+    script/build-template NAME OUT [--weights DIR] [--template-weights DIR] [--compile-cache]
+                               [--push IMAGE]
     script/build-template --dockerfile NAME IMAGE
 
 The context holds a cog.yaml selecting NAME, the shared code (core/, templates/), the pinned
 requirements, the template's own weights (safety checker, ControlNet, annotator: from
 `script/download-weights template NAME`) and `.cog/openapi_schema.json`; with --weights, the SD
-weights at weights/ too. `--dockerfile` prints the DreamBooth API's build step: FROM the template
-image, COPY weights /src/weights. With the cog CLI and Docker present, --push builds and pushes.
+weights at weights/ too. `--compile-cache` (on a GPU of the kind the template will run on)
+compiles the template's fast path once and ships the artefacts in
+template-weights/compile-cache/, so its cold boots load them instead of compiling
+(buildkit/compile_cache.py). `--dockerfile` prints the DreamBooth API's build step: FROM the
+template image, COPY weights /src/weights. With the cog CLI and Docker present, --push builds
+and pushes.
 """
 
 from __future__ import annotations
@@ -35,7 +40,13 @@ def _copy_weights(source: Path, destination: Path, what: str, hint: str) -> None
     shutil.copytree(source, destination, ignore=IGNORE)
 
 
-def build(name: str, out: Path, weights: Path | None, template_weights: Path) -> Path:
+def build(
+    name: str,
+    out: Path,
+    weights: Path | None,
+    template_weights: Path,
+    compile_cache: bool = False,
+) -> Path:
     target = targets.get(name)
     if name == targets.TRAINER:
         raise SystemExit("build-template builds templates; the trainer's cog.yaml is the root one")
@@ -59,8 +70,22 @@ def build(name: str, out: Path, weights: Path | None, template_weights: Path) ->
     )
     if weights is not None:
         _copy_weights(weights, out / "weights", "SD weights", "pass the unzipped output.zip")
+    if compile_cache:
+        _write_compile_cache(name, weights, out / "template-weights")
     schema.write(out, target.run, target.train)
     return out
+
+
+def _write_compile_cache(name: str, weights: Path | None, template_weights: Path) -> None:
+    import tempfile
+
+    from buildkit.compile_cache import write_cache
+    from buildkit.real_shape import write_sd15
+    from core.fast_path import COMPILE_CACHE
+
+    with tempfile.TemporaryDirectory() as folder:
+        weights = weights or write_sd15(Path(folder) / "weights")  # shapes are what compile
+        write_cache(name, weights, template_weights, template_weights / COMPILE_CACHE)
 
 
 def push(out: Path, image: str) -> None:
@@ -86,9 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--weights", type=Path, help="SD weights (the unzipped output.zip)")
     parser.add_argument("--template-weights", type=Path, default=Path("template-weights"))
+    parser.add_argument(
+        "--compile-cache", action="store_true", help="ship torch.compile artefacts (needs a GPU)"
+    )
     parser.add_argument("--push", metavar="IMAGE", help="cog build and push to IMAGE")
     args = parser.parse_args(argv)
-    out = build(args.name, args.out, args.weights, args.template_weights)
+    out = build(args.name, args.out, args.weights, args.template_weights, args.compile_cache)
     print(f"wrote the {args.name} build context to {out}")
     if args.push:
         push(out, args.push)

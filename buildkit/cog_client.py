@@ -1,12 +1,16 @@
 """A client for Cog's real HTTP server, sending requests exactly as `cog predict`/`cog train` do.
 
 Files go in as data URIs (what `cog predict -i x=@file` sends); file outputs come back as data
-URIs and are decoded here.
+URIs and are decoded here. coglet drops input names its schema does not know, silently (by
+design: it cannot answer 422 for them), so a typo would run with the default; this client
+checks every name against the served /openapi.json first and raises UnknownInputError naming
+the closest valid one.
 """
 
 from __future__ import annotations
 
 import base64
+import difflib
 import json
 import mimetypes
 import os
@@ -49,8 +53,11 @@ class CogServer:
         mode: str = "predict",
         context: Path | None = None,
         setup_timeout: float = 180,
+        check_inputs: bool = True,
     ):
         self.target, self.mode, self.context = target, mode, context
+        self.check_inputs = check_inputs
+        self._input_names: dict[str, set[str] | None] = {}
         self.port = free_port()
         self.env = {**os.environ, "PORT": str(self.port), **(env or {})}
         self.setup_timeout = setup_timeout
@@ -120,8 +127,29 @@ class CogServer:
             time.sleep(0.3)
         raise TimeoutError(f"server not ready in {self.setup_timeout}s:\n{self.logs()[-4000:]}")
 
+    def input_names(self, endpoint: str) -> set[str] | None:
+        """The input names the served schema declares for `endpoint`; None without a schema."""
+        key = "TrainingInput" if endpoint.startswith("/trainings") else "Input"
+        if key not in self._input_names:
+            try:
+                with urllib.request.urlopen(f"{self.url}/openapi.json", timeout=10) as response:
+                    schemas = json.loads(response.read())["components"]["schemas"]
+                names = set(schemas[key]["properties"])
+            except (urllib.error.URLError, KeyError, ValueError):
+                names = None
+            self._input_names[key] = names
+        return self._input_names[key]
+
+    def check(self, endpoint: str, inputs: dict) -> None:
+        """Raise UnknownInputError for any name the server would silently drop."""
+        known = self.input_names(endpoint) if self.check_inputs else None
+        unknown = sorted(set(inputs) - known) if known is not None else []
+        if unknown:
+            raise UnknownInputError(unknown_inputs_message(unknown, known))
+
     def post(self, endpoint: str, payload: dict, timeout: float = 900) -> tuple[int, dict]:
         """POST JSON; retries briefly on 409, which coglet answers while it frees the last slot."""
+        self.check(endpoint, payload.get("input", {}))
         for _ in range(50):
             status, body = self._post_once(endpoint, payload, timeout)
             if status != 409:
@@ -143,6 +171,7 @@ class CogServer:
 
     def stream(self, timeout: float = 900, **inputs) -> list[tuple[str, dict]]:
         """POST /predictions asking for server-sent events; returns (event, data) in order."""
+        self.check("/predictions", inputs)
         request = urllib.request.Request(
             f"{self.url}/predictions",
             data=json.dumps({"input": inputs}).encode(),
@@ -167,6 +196,22 @@ class CogServer:
 
 class PredictionFailedError(RuntimeError):
     pass
+
+
+class UnknownInputError(ValueError):
+    """An input name the model does not declare (Cog would ignore it without a word)."""
+
+
+def unknown_inputs_message(unknown: list[str], known: set[str]) -> str:
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (
+        f"unknown input{'s' if len(unknown) > 1 else ''} {', '.join(parts)}: the model would "
+        f"ignore {'them' if len(unknown) > 1 else 'it'} and use the default. "
+        f"Its inputs are: {', '.join(sorted(known))}"
+    )
 
 
 def succeeded(status: int, body: dict) -> dict:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from core.controls import CONTROLS, AnnotatorKind, ControlType
 from core.errors import UserError, WeightsMissingError
+from core.requests import CANNY_THRESHOLD
 
 DETECT_RESOLUTION = 512
 
@@ -59,6 +60,8 @@ class Annotator:
 def canny(image: Image.Image, low_threshold: int = 100, high_threshold: int = 200) -> Image.Image:
     import cv2
 
+    CANNY_THRESHOLD.check("low_threshold", low_threshold)
+    CANNY_THRESHOLD.check("high_threshold", high_threshold)
     if low_threshold > high_threshold:
         raise UserError(
             f"low_threshold ({low_threshold}) must not exceed high_threshold ({high_threshold})"

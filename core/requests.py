@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -102,6 +103,12 @@ class GenerationRequest:
             )
 
     @property
+    def denoising_strength(self) -> float:
+        """prompt_strength, raised when needed so that img2img and inpainting run at least one
+        denoising step: diffusers runs int(steps x strength) of them and fails on none."""
+        return at_least_one_step(self.prompt_strength, self.num_inference_steps)
+
+    @property
     def mode(self) -> Mode:
         control = self.control_image is not None
         if self.mask is not None:
@@ -109,3 +116,11 @@ class GenerationRequest:
         if self.image is not None:
             return Mode.CONTROLNET_IMG2IMG if control else Mode.IMG2IMG
         return Mode.CONTROLNET if control else Mode.TXT2IMG
+
+
+def at_least_one_step(strength: float, steps: int) -> float:
+    """The smallest strength >= `strength` for which int(steps * strength) >= 1."""
+    minimum = 1 / steps
+    while int(steps * minimum) < 1:  # 49 * (1 / 49) is 0.9999999999999999
+        minimum = math.nextafter(minimum, math.inf)
+    return min(max(strength, minimum), 1.0)

@@ -37,12 +37,16 @@ class SafetyChecker:
         self.device, self.dtype = device, dtype
 
     @torch.no_grad()
-    def flagged(self, image: Image.Image) -> bool:
-        pixels = self.processor(image, return_tensors="pt").pixel_values
+    def flags(self, images: list[Image.Image]) -> list[bool]:
+        """Which images are flagged; a batch of images goes through the model in one pass."""
+        pixels = self.processor(images, return_tensors="pt").pixel_values
         _, nsfw = self.model(
-            clip_input=pixels.to(self.device, self.dtype), images=[np.asarray(image)]
+            clip_input=pixels.to(self.device, self.dtype), images=[np.asarray(i) for i in images]
         )
-        return bool(nsfw[0])
+        return [bool(flag) for flag in nsfw]
+
+    def flagged(self, image: Image.Image) -> bool:
+        return self.flags([image])[0]
 
 
 def load(directory: Path, device: str = "cpu", dtype=torch.float32) -> SafetyChecker | None:

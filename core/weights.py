@@ -6,28 +6,65 @@
     $TEMPLATE_WEIGHTS_DIR  (default template-weights/) the template's own: safety-checker/,
                            controlnet/, annotator/. Fetched by script/download-weights.
 
-Safetensors only: a component whose weights exist only as a pickle is refused, by name.
+`find()` checks everything that can be checked without loading a tensor: model_index.json and
+manifest.json, that every part of the family is there, safetensors only (a component whose
+weights exist only as a pickle is refused), and that no safetensors file is truncated. Loading
+(core/sd_modules.py) checks the rest: configs against weights, and finite values. Every problem is
+a BrokenWeightsError naming the folder by its name only, the part, and what is wrong.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError, WeightsMissingError
-from core.manifest import Family, Manifest
+from core.manifest import Family, Manifest, ManifestError
 
 PIPELINE_FAMILIES = {
     "StableDiffusionPipeline": Family.SD15,
     "StableDiffusionXLPipeline": Family.SDXL,
 }
+FAMILY_NAMES = {Family.SD15: "SD1.5", Family.SDXL: "SDXL"}
+# the parts each family's pipeline needs; models carry weights, the others only configs
+MODEL_PARTS = {Family.SD15: ("unet", "vae", "text_encoder")}
+OTHER_PARTS = {Family.SD15: ("tokenizer", "scheduler")}
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
+MAX_HEADER_BYTES = 100 * 1024 * 1024
 TEMPLATE_MESSAGE = (
     "This is a template: it has no Stable Diffusion weights yet. Copy weights to /src/weights "
     "(the trainer's output.zip, unzipped) at build time, or set WEIGHTS_DIR to such a folder."
 )
+REPLACE_HINT = (
+    "Copy a complete output.zip of the trainer (unzipped), or an SD1.5 diffusers folder saved "
+    "with safe_serialization=True, to /src/weights."
+)
+
+
+class BrokenWeightsError(UserError):
+    """The weights folder is there, but a part of it cannot be used."""
+
+
+def broken(directory: Path, part: str, problem: str, hint: str = REPLACE_HINT):
+    """The one shape of every weights error: folder (by name), part, problem, what to do."""
+    return BrokenWeightsError(
+        f"The weights in {Path(directory).name}/ cannot be used: {part}: {problem}. {hint}"
+    )
+
+
+def public(text: str, directory: Path) -> str:
+    """A library's message made fit for a user: its first line, no server path."""
+    directory = Path(directory)
+    line = (str(text).strip().splitlines() or [""])[0]
+    for absolute in {str(directory.resolve()), str(directory.absolute()), str(directory)}:
+        line = line.replace(absolute, directory.name)
+    line = re.sub(r"(?<![\w.])/(?:[^\s'\"/]+/)*([^\s'\"/]+)", r"\1", line)  # other paths
+    line = re.sub(r"torch\.Size\((\[[^\]]*\])\)", r"\1", line)
+    return line[:300]
 
 
 def weights_dir() -> Path:
@@ -43,6 +80,7 @@ class SDWeights:
     directory: Path
     family: Family
     manifest: Manifest | None
+    index: dict
 
     @property
     def default_prompt(self) -> str | None:
@@ -51,6 +89,10 @@ class SDWeights:
         if self.manifest:
             return self.manifest.instance_prompt
         return _args_json_prompt(self.directory / "args.json")
+
+    def part_class(self, part: str) -> tuple[str, str]:
+        """(library, class name) of a part, as model_index.json records it."""
+        return tuple(self.index[part])
 
 
 def _args_json_prompt(path: Path) -> str | None:
@@ -61,35 +103,136 @@ def _args_json_prompt(path: Path) -> str | None:
     return prompt if isinstance(prompt, str) and prompt.strip() else None
 
 
-def _check_safetensors(directory: Path, index: dict) -> None:
-    for component, value in index.items():
-        folder = directory / component
-        if component.startswith("_") or not isinstance(value, list) or not folder.is_dir():
-            continue
-        pickles = [p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
-        if pickles and not list(folder.glob("*.safetensors")):
-            raise UserError(
-                f"{pickles[0]} is a pickle and this template loads safetensors only; save the "
-                "weights with save_pretrained(..., safe_serialization=True)"
-            )
+def read_json(directory: Path, relative: str) -> dict:
+    path = Path(directory) / relative
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise broken(directory, relative, "is missing") from None
+    except UnicodeDecodeError:
+        raise broken(directory, relative, "is not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        where = f"line {error.lineno} column {error.colno}"
+        raise broken(directory, relative, f"is not valid JSON ({error.msg} at {where})") from None
+    if not isinstance(data, dict):
+        raise broken(directory, relative, "must hold a JSON object")
+    return data
+
+
+def _family(directory: Path, index: dict) -> Family:
+    class_name = index.get("_class_name")
+    if class_name not in PIPELINE_FAMILIES:
+        allowed = ", ".join(PIPELINE_FAMILIES)
+        raise broken(directory, "model_index.json", f"_class_name {class_name!r} is not {allowed}")
+    return PIPELINE_FAMILIES[class_name]
+
+
+def _manifest(directory: Path) -> Manifest | None:
+    try:
+        return Manifest.read(directory)
+    except ManifestError as error:
+        message = public(str(error), directory).removeprefix("manifest.json: ")
+        message = message.removeprefix(f"{Path(directory).name}/manifest.json: ")
+        raise broken(directory, "manifest.json", message) from None
+
+
+def _check_family(directory: Path, family: Family, manifest: Manifest | None) -> None:
+    if family not in MODEL_PARTS:
+        raise broken(
+            directory,
+            "model_index.json",
+            f"these are {FAMILY_NAMES[family]} weights and this template serves "
+            f"{', '.join(FAMILY_NAMES[f] for f in MODEL_PARTS)} only",
+        )
+    if manifest and manifest.family is not family:
+        raise broken(
+            directory,
+            "manifest.json",
+            f"family is {manifest.family.value} but model_index.json describes {family.value}",
+        )
 
 
 def find(directory: Path | None = None) -> SDWeights | None:
-    """The SD weights in `directory` (default $WEIGHTS_DIR), or None when there are none."""
+    """The SD weights in `directory` (default $WEIGHTS_DIR), checked; None when there are none."""
     directory = Path(directory or weights_dir())
-    index_path = directory / "model_index.json"
-    if not index_path.is_file():
+    if not directory.is_dir() or not any(not p.name.startswith(".") for p in directory.iterdir()):
         return None
-    index = json.loads(index_path.read_text())
-    class_name = index.get("_class_name", "")
-    if class_name not in PIPELINE_FAMILIES:
-        raise UserError(
-            f"{index_path}: _class_name {class_name!r} is not one of {', '.join(PIPELINE_FAMILIES)}"
+    index = read_json(directory, "model_index.json")
+    family = _family(directory, index)
+    manifest = _manifest(directory)
+    _check_family(directory, family, manifest)
+    for part in MODEL_PARTS[family] + OTHER_PARTS[family]:
+        _check_listed(directory, index, part)
+    for part in MODEL_PARTS[family]:
+        read_json(directory, f"{part}/config.json")
+        for path in weight_files(directory, part):
+            check_safetensors(directory, path)
+    return SDWeights(directory, family, manifest, index)
+
+
+def _check_listed(directory: Path, index: dict, part: str) -> None:
+    entry = index.get(part)
+    if not (isinstance(entry, list) and len(entry) == 2 and all(entry)):
+        raise broken(directory, "model_index.json", f"lists no {part}, which the pipeline needs")
+    if not (directory / part).is_dir():
+        raise broken(directory, f"{part}/", "is missing (model_index.json lists it)")
+
+
+def weight_files(directory: Path, part: str) -> list[Path]:
+    """The safetensors files of a part (every shard, when it is sharded)."""
+    folder = directory / part
+    indexes = sorted(folder.glob("*.safetensors.index.json"))
+    if indexes:
+        shards = read_json(directory, f"{part}/{indexes[0].name}").get("weight_map", {})
+        files = [folder / name for name in sorted(set(shards.values()))]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing or not files:
+            problem = f"{missing[0]} is missing" if missing else "lists no shards"
+            raise broken(directory, f"{part}/{indexes[0].name}", problem)
+        return files
+    files = sorted(folder.glob("*.safetensors"))
+    if files:
+        return files
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise broken(
+            directory,
+            f"{part}/{pickles[0]}",
+            "is a pickle and this template loads safetensors only (pickles can run code "
+            "when loaded); save the weights with save_pretrained(..., safe_serialization=True)",
         )
-    _check_safetensors(directory, index)
-    manifest = Manifest.read(directory)
-    family = manifest.family if manifest else PIPELINE_FAMILIES[class_name]
-    return SDWeights(directory, family, manifest)
+    raise broken(directory, f"{part}/", "has no .safetensors weights")
+
+
+def check_safetensors(directory: Path, path: Path) -> None:
+    """The file is a safetensors file holding every byte its header promises."""
+    label = f"{path.parent.name}/{path.name}"
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        head = stream.read(8)
+        (length,) = struct.unpack("<Q", head) if len(head) == 8 else (0,)
+        if not 2 <= length <= min(MAX_HEADER_BYTES, size - 8):
+            raise broken(directory, label, _not_safetensors(size))
+        try:
+            header = json.loads(stream.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise broken(directory, label, _not_safetensors(size)) from None
+    if not isinstance(header, dict):
+        raise broken(directory, label, _not_safetensors(size))
+    ends = [
+        entry["data_offsets"][1]
+        for name, entry in header.items()
+        if name != "__metadata__" and isinstance(entry, dict) and "data_offsets" in entry
+    ]
+    expected = 8 + length + max(ends, default=0)
+    if size < expected:
+        raise broken(
+            directory, label, f"is truncated: it has {size:,} of the {expected:,} bytes it needs"
+        )
+
+
+def _not_safetensors(size: int) -> str:
+    return f"is not a safetensors file ({size:,} bytes, no valid safetensors header)"
 
 
 def require(weights: SDWeights | None) -> SDWeights:

@@ -73,7 +73,7 @@ INPUTS = [
     InputSpec(
         "num_outputs",
         int,
-        "Number of images to generate; they stream as they are made.",
+        "Number of images to generate; image i uses seed + i.",
         default=1,
         ge=requests.NUM_OUTPUTS.low,
         le=requests.NUM_OUTPUTS.high,
@@ -193,10 +193,11 @@ Cog adapters for every template: declare inputs, build a request, stream images.
     Canny       controlnet-canny            + the Canny thresholds
 
 Outputs stream: each image is sent as soon as it is made (also as server-sent events, thanks
-to @streaming). Inputs keep dream-templates' names and defaults. This file is rendered from
-templates/inputs.py (bounds from core/requests.py, choices from core/schedulers.py), because
-`cog build` reads the signatures statically and resolves `Inputs.x` only within this file;
-tests/test_cog_adapters.py fails when it is stale.
+to @streaming; on a GPU a request's images are made as one batch). Inputs keep
+dream-templates' names and defaults. This file is rendered from templates/inputs.py (bounds
+from core/requests.py, choices from core/schedulers.py), because `cog build` reads the
+signatures statically and resolves `Inputs.x` only within this file; tests/test_cog_adapters.py
+fails when it is stale.
 """
 
 

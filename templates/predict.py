@@ -5,10 +5,11 @@
     Canny       controlnet-canny            + the Canny thresholds
 
 Outputs stream: each image is sent as soon as it is made (also as server-sent events, thanks
-to @streaming). Inputs keep dream-templates' names and defaults. This file is rendered from
-templates/inputs.py (bounds from core/requests.py, choices from core/schedulers.py), because
-`cog build` reads the signatures statically and resolves `Inputs.x` only within this file;
-tests/test_cog_adapters.py fails when it is stale.
+to @streaming; on a GPU a request's images are made as one batch). Inputs keep
+dream-templates' names and defaults. This file is rendered from templates/inputs.py (bounds
+from core/requests.py, choices from core/schedulers.py), because `cog build` reads the
+signatures statically and resolves `Inputs.x` only within this file; tests/test_cog_adapters.py
+fails when it is stale.
 """
 
 # Rendered by buildkit/cog_adapters.py from templates/inputs.py; edit there, then run:
@@ -72,7 +73,7 @@ class Inputs:
         default=1,
         ge=1,
         le=10,
-        description="Number of images to generate; they stream as they are made.",
+        description="Number of images to generate; image i uses seed + i.",
     )
     num_inference_steps = Input(
         default=50,

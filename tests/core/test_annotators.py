@@ -68,6 +68,13 @@ def test_canny_low_above_high_names_both_inputs(annotators):
         )
 
 
+def test_canny_thresholds_outside_the_declared_bounds_are_named(annotators):
+    with pytest.raises(UserError, match=r"high_threshold=300 must be from 1 to 255"):
+        annotators[ControlType.CANNY](
+            photo("astronaut"), low_threshold=100, high_threshold=300, **SIZE
+        )
+
+
 def test_scribbles_work_drawn_either_way_round(annotators):
     def drawing(ink, paper):
         image = Image.new("RGB", (64, 48), paper)

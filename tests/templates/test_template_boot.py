@@ -70,9 +70,10 @@ def test_a_template_without_its_safety_checker_refuses_unless_disabled(trained_w
 
 
 class FlagOdd:
-    def flagged(self, image):  # stands in for the checker: flags every second image
-        self.calls = getattr(self, "calls", 0) + 1
-        return self.calls % 2 == 0
+    def flags(self, images):  # stands in for the checker: flags every second image
+        self.calls = getattr(self, "calls", 0)
+        self.calls += len(images)
+        return [(self.calls - len(images) + i + 1) % 2 == 0 for i in range(len(images))]
 
 
 def test_only_flagged_images_are_dropped(trained_weights, template_weights, capsys):

@@ -85,34 +85,42 @@ def describe(path: Path) -> str:
     return "zip" if zipfile.is_zipfile(path) else "unknown"
 
 
-def _refusal(path: Path, label: str, kind: str) -> NotSafetensorsError:
-    name = path.name
+def _problem(kind: str) -> str:
+    """What is wrong with a file of `kind`, as the rest of a sentence about it."""
     if kind == "pickle":
-        return NotSafetensorsError(
-            f"{label}: {name} is a pickle checkpoint (.ckpt/.bin/.pt), which can run code "
-            "when loaded and is refused. Convert it to .safetensors first (for example with "
-            "diffusers' scripts/convert_original_stable_diffusion_to_diffusers.py and "
+        return (
+            "is a pickle checkpoint (.ckpt/.bin/.pt), which can run code when loaded and is "
+            "refused. Convert it to .safetensors first (for example with diffusers' "
+            "scripts/convert_original_stable_diffusion_to_diffusers.py and "
             "`save_pretrained(..., safe_serialization=True)`)."
         )
     what = {
         "zip": "a zip archive (photos?), not a model checkpoint",
         "empty": "empty (0 bytes; if you sent a data URI, check that it is complete base64)",
     }.get(kind, "not a .safetensors file (its first bytes are no safetensors header)")
-    return NotSafetensorsError(f"{label}: {name} is {what}; expected a .safetensors checkpoint")
+    return f"is {what}; expected a .safetensors checkpoint"
+
+
+def inspect(path: Path) -> tuple[Header | None, str]:
+    """(header, "") for a complete safetensors file, else (None, what is wrong: "is …")."""
+    path = Path(path)
+    header, _ = _parse(path)
+    if header is None:
+        return None, _problem(describe(path))
+    stored = path.stat().st_size - 8 - _header_length(path)
+    if stored < header.data_bytes:
+        return None, (
+            f"is truncated: its header describes {header.data_bytes:,} bytes of tensors but "
+            f"only {stored:,} follow (an interrupted upload or download?)"
+        )
+    return header, ""
 
 
 def read_header(path: Path, *, label: str) -> Header:
     """The header of a complete safetensors file, or an error that says what the file is."""
-    path = Path(path)
-    header, _ = _parse(path)
+    header, problem = inspect(path)
     if header is None:
-        raise _refusal(path, label, describe(path))
-    stored = path.stat().st_size - 8 - _header_length(path)
-    if stored < header.data_bytes:
-        raise NotSafetensorsError(
-            f"{label}: {path.name} is truncated: its header describes {header.data_bytes:,} "
-            f"bytes of tensors but only {stored:,} follow (an interrupted upload or download?)"
-        )
+        raise NotSafetensorsError(f"{label}: {Path(path).name} {problem}")
     return header
 
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError, WeightsMissingError
 from core.manifest import Family, Manifest, ManifestError
+from core.safetensors_file import PICKLE_SUFFIXES, inspect
 
 PIPELINE_FAMILIES = {
     "StableDiffusionPipeline": Family.SD15,
@@ -33,8 +33,6 @@ FAMILY_NAMES = {Family.SD15: "SD1.5", Family.SDXL: "SDXL"}
 # the parts each family's pipeline needs; models carry weights, the others only configs
 MODEL_PARTS = {Family.SD15: ("unet", "vae", "text_encoder")}
 OTHER_PARTS = {Family.SD15: ("tokenizer", "scheduler")}
-PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 TEMPLATE_MESSAGE = (
     "This is a template: it has no Stable Diffusion weights yet. Copy weights to /src/weights "
     "(the trainer's output.zip, unzipped) at build time, or set WEIGHTS_DIR to such a folder."
@@ -206,33 +204,9 @@ def weight_files(directory: Path, part: str) -> list[Path]:
 
 def check_safetensors(directory: Path, path: Path) -> None:
     """The file is a safetensors file holding every byte its header promises."""
-    label = f"{path.parent.name}/{path.name}"
-    size = path.stat().st_size
-    with path.open("rb") as stream:
-        head = stream.read(8)
-        (length,) = struct.unpack("<Q", head) if len(head) == 8 else (0,)
-        if not 2 <= length <= min(MAX_HEADER_BYTES, size - 8):
-            raise broken(directory, label, _not_safetensors(size))
-        try:
-            header = json.loads(stream.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise broken(directory, label, _not_safetensors(size)) from None
-    if not isinstance(header, dict):
-        raise broken(directory, label, _not_safetensors(size))
-    ends = [
-        entry["data_offsets"][1]
-        for name, entry in header.items()
-        if name != "__metadata__" and isinstance(entry, dict) and "data_offsets" in entry
-    ]
-    expected = 8 + length + max(ends, default=0)
-    if size < expected:
-        raise broken(
-            directory, label, f"is truncated: it has {size:,} of the {expected:,} bytes it needs"
-        )
-
-
-def _not_safetensors(size: int) -> str:
-    return f"is not a safetensors file ({size:,} bytes, no valid safetensors header)"
+    _, problem = inspect(path)
+    if problem:
+        raise broken(directory, f"{path.parent.name}/{path.name}", problem)
 
 
 def require(weights: SDWeights | None) -> SDWeights:

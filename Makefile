@@ -9,15 +9,21 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 VOCAB := .cache/clip/bpe_simple_vocab_16e6.txt.gz
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench clean system-packages
 
-install: $(STAMP) $(VOCAB)
+install: $(STAMP) $(VOCAB) system-packages
+
+# The trainings API's real services (tests start them; nothing runs as a system service).
+system-packages:
+	@command -v docker-registry >/dev/null && command -v redis-server >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		docker-registry redis-server >/dev/null; }
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,api]'
 	touch $@
 
 $(VOCAB): | $(STAMP)
@@ -40,6 +46,7 @@ test: lint
 bench: install
 	$(BIN)/python -m bench.train
 	$(BIN)/python -m bench.infer
+	$(BIN)/python -m bench.api
 
 clean:
 	rm -rf work build demo-output .cog .pytest_cache .ruff_cache

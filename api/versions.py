@@ -115,3 +115,9 @@ def model_versions(session: Session, owner: str, model: str) -> list[Version]:
             .order_by(Version.created_at.desc(), Version.id.desc())
         )
     )
+
+
+def select_version(digest: str, kind: str):
+    return (
+        select(Version).where(Version.digest == digest, Version.kind == kind).order_by(Version.id)
+    )

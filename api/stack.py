@@ -1,0 +1,81 @@
+"""`script/serve api`: the API on 127.0.0.1:$PORT, with what it needs unless configured elsewhere.
+
+    script/serve api                      # + the local registry and one worker (SQLite queue)
+    script/serve api --workers 2 --gpus 0,1   # two workers, one GPU each (set DREAMBOOTH_REDIS_URL)
+    script/serve api --workers 0          # the API alone; workers run elsewhere
+
+The registry is started only when DREAMBOOTH_REGISTRY_URL is unset and nothing answers on
+DREAMBOOTH_REGISTRY_PORT. Workers are named `<host>-<n>`, so a restarted stack re-attaches to
+the trainings they were carrying.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+from api import db, registry_server
+from api.settings import load
+
+
+def _workers(count: int, gpus: list[str]) -> list[subprocess.Popen]:
+    processes = []
+    settings = load()
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        command = [sys.executable, "-m", "api.cli", "worker", "--name", f"{_host()}-{index}"]
+        if index < len(gpus):
+            command += ["--gpu", gpus[index]]
+        out = (logs / f"worker-{index}.log").open("ab")
+        processes.append(
+            subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        )
+    return processes
+
+
+def _host() -> str:
+    return socket.gethostname().split(".")[0].lower()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    parser = argparse.ArgumentParser(prog="script/serve api", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("DREAMBOOTH_WORKERS", 1)))
+    parser.add_argument(
+        "--gpus",
+        default=os.environ.get("DREAMBOOTH_GPUS", ""),
+        help="comma-separated GPU ids, one per worker",
+    )
+    args = parser.parse_args(argv)
+    settings = load()
+    db.migrate(settings.database_url)
+    registry = registry_server.ensure(settings)
+    workers = _workers(args.workers, [g for g in args.gpus.split(",") if g])
+    print(
+        f"DreamBooth API on http://{args.host}:{args.port} (registry {settings.registry}, "
+        f"{len(workers)} worker(s), home {settings.home})",
+        flush=True,
+    )
+    try:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in workers:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        if registry:
+            registry.stop()

@@ -65,7 +65,7 @@ def _file(checked: Checked, name: str, value, allow_private: bool) -> None:
         return
     if value.startswith(("http://", "https://")):
         try:
-            check(value, f"input.{name}", allow_private)
+            check(value, f"input.{name}", allow_private, connect=False)
         except URLRefusedError as error:
             checked.add(name, str(error).removeprefix(f"input.{name}: "))
             return

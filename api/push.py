@@ -129,13 +129,20 @@ def push_context(registry: Registry, context: Path, repository: str) -> tuple[st
     return digest, config, sum(layer["size"] for layer in layers)
 
 
-def push(settings: Settings, target: str, context: Path, owner: str | None, notes: str | None):
+def push(
+    settings: Settings,
+    target: str,
+    context: Path,
+    owner: str | None,
+    notes: str | None,
+    repository: str | None = None,
+) -> str:
     from api import registry_server, versions
 
+    repository = repository or repository_for(target)
     local = registry_server.ensure(settings)
     try:
         with Registry(settings.registry) as registry:
-            repository = repository_for(target)
             digest, config, size = push_context(registry, context, repository)
     finally:
         if local:
@@ -154,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--template-weights", type=Path, default=Path("template-weights"))
     parser.add_argument("--owner", help="private to this owner (default: public to every token)")
     parser.add_argument("--notes", help="notes shown with the version")
+    parser.add_argument("--repository", help="registry repository (default: cog/TARGET)")
     args = parser.parse_args(argv)
     targets.get(args.target)  # a clear error for an unknown target
     settings = load()
@@ -165,8 +173,9 @@ def main(argv: list[str] | None = None) -> None:
             context = build_template.build(
                 args.target, Path(scratch) / "ctx", None, args.template_weights.resolve()
             )
-        digest = push(settings, args.target, Path(context), args.owner, args.notes)
-    where = f"{settings.registry}/{repository_for(args.target)}"
+        repository = args.repository or repository_for(args.target)
+        digest = push(settings, args.target, Path(context), args.owner, args.notes, repository)
+    where = f"{settings.registry}/{repository}"
     print(f"pushed {args.target} to {where}", file=sys.stderr)
     print(digest)
 

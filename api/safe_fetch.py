@@ -40,8 +40,14 @@ def _is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def check(url: str, field: str, allow_private: bool) -> tuple[str, int, str]:
-    """(host, port, address to connect to) for an allowed URL; URLRefusedError otherwise."""
+def check(
+    url: str, field: str, allow_private: bool, connect: bool = True
+) -> tuple[str, int, str | None]:
+    """(host, port, address to connect to) for an allowed URL; URLRefusedError otherwise.
+
+    With `connect=False` (checking a request before anything is fetched) a host that does not
+    resolve yet is let through; the fetch checks again and fails with a clear message then.
+    """
     if not isinstance(url, str):
         raise URLRefusedError(f"{field}: expected a URL string")
     parts = urlsplit(url)
@@ -52,9 +58,13 @@ def check(url: str, field: str, allow_private: bool) -> tuple[str, int, str]:
     if parts.username or parts.password:
         raise URLRefusedError(f"{field}: credentials in the URL are not accepted")
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    if allow_private and not connect:
+        return parts.hostname, port, None
     try:
         addresses = _addresses(parts.hostname, port)
     except URLRefusedError as error:
+        if not connect:
+            return parts.hostname, port, None
         raise URLRefusedError(f"{field}: {error}") from None
     if not allow_private:
         private = [a for a in addresses if not _is_public(a)]
@@ -94,7 +104,7 @@ def fetch(
                 response = client.send(request, stream=True)
             except httpx.TransportError as error:
                 raise URLRefusedError(f"{field}: could not fetch {url[:100]} ({error})") from None
-            with response:
+            try:
                 if response.is_redirect and "location" in response.headers:
                     url = str(httpx.URL(url).join(response.headers["location"]))
                     continue
@@ -103,6 +113,8 @@ def fetch(
                         f"{field}: {url[:100]} answered HTTP {response.status_code}"
                     )
                 return _save(response, destination, field, max_bytes, deadline)
+            finally:
+                response.close()
     raise URLRefusedError(f"{field}: more than {MAX_REDIRECTS} redirects from {url[:100]}")
 
 

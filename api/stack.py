@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 from api import db, registry_server
+from api.jobs import jobs
 from api.settings import load
 
 
@@ -60,14 +61,23 @@ def main(argv: list[str] | None = None) -> None:
     settings = load()
     db.migrate(settings.database_url)
     registry = registry_server.ensure(settings)
+    redis = None
+    if args.workers > 1 and not settings.redis_url:  # several workers share one Redis queue
+        from api.redis_server import LocalRedis
+
+        redis = LocalRedis(settings.home / "redis", settings.registry_port + 1).start()
+        os.environ["DREAMBOOTH_REDIS_URL"] = redis.url
+        jobs.cache_clear()
     workers = _workers(args.workers, [g for g in args.gpus.split(",") if g])
+    settings = load()
     print(
         f"DreamBooth API on http://{args.host}:{args.port} (registry {settings.registry}, "
         f"{len(workers)} worker(s), home {settings.home})",
         flush=True,
     )
     try:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+        app = create_app(settings)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         for process in workers:
             if process.poll() is None:
@@ -79,3 +89,5 @@ def main(argv: list[str] | None = None) -> None:
                 os.killpg(process.pid, signal.SIGKILL)
         if registry:
             registry.stop()
+        if redis:
+            redis.stop()

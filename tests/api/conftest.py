@@ -74,20 +74,34 @@ def trainer_version(push_env, tiny_sd15) -> str:
 
 
 @pytest.fixture(scope="session")
-def template_version(push_env, template_weights) -> str:
-    """The vanilla template (weight-less), pushed by script/push."""
-    return push(push_env, "vanilla", "--template-weights", str(template_weights("vanilla")))
+def vanilla_context(tmp_path_factory, template_weights) -> Path:
+    """The vanilla template's build context, as script/build-template writes it."""
+    from buildkit import build_template
+
+    out = tmp_path_factory.mktemp("vanilla-context") / "ctx"
+    return build_template.build("vanilla", out, None, template_weights("vanilla"))
 
 
 @pytest.fixture(scope="session")
-def quick_version(push_env, tmp_path_factory) -> str:
-    """tests/api/quick_trainer as a trainer version: returns an output.zip in a moment."""
+def template_version(push_env, vanilla_context) -> str:
+    """The vanilla template (weight-less), pushed by script/push."""
+    return push(push_env, "vanilla", "--context", str(vanilla_context))
+
+
+@pytest.fixture(scope="session")
+def quick_context(tmp_path_factory) -> Path:
     context = tmp_path_factory.mktemp("quick-trainer")
     shutil.copy2(QUICK_TRAINER / "predict.py", context / "predict.py")
     target = targets.Target(name="trainer", run="predict.py:Predictor")
     (context / "cog.yaml").write_text(target.cog_yaml())
     schema.write(context, target.run, None)
-    return push(push_env, "trainer", "--context", str(context), "--repository", "cog/quick")
+    return context
+
+
+@pytest.fixture(scope="session")
+def quick_version(push_env, quick_context) -> str:
+    """tests/api/quick_trainer as a trainer version: returns an output.zip in a moment."""
+    return push(push_env, "trainer", "--context", str(quick_context), "--repository", "cog/quick")
 
 
 def seed_payload(trainer: str, template: str, url: str, webhook: str, **extra_input) -> dict:

@@ -97,6 +97,7 @@ class Training(Base):
     gpu: Mapped[str | None] = mapped_column(String(32), default=None)
     supervisor_pid: Mapped[int | None] = mapped_column(Integer, default=None)
     supervisor_host: Mapped[str | None] = mapped_column(String(255), default=None)
+    trainer_pid: Mapped[int | None] = mapped_column(Integer, default=None)  # its Cog server
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     enqueued_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -147,6 +148,7 @@ class Supervisor:
             self.trainer_env(t),
             self.on_trainer_update,
             self.cancel.is_set,
+            on_server=lambda pid: self.update(trainer_pid=pid),
         )
         if outcome.status == "canceled":
             return None
@@ -254,8 +256,13 @@ def _host() -> str:
     return socket.gethostname()
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds: the trainer's server is stopped on the way out
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     Supervisor(load(), argv[0]).run()
 

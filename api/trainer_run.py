@@ -108,6 +108,18 @@ class Receiver(ThreadingHTTPServer):
         self.server_close()
 
 
+class _Server(CogServer):
+    """CogServer that reports its process id as soon as it exists (before setup ends)."""
+
+    def __init__(self, *args, on_start: Callable[[int], None], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.on_start = on_start
+
+    def wait_ready(self) -> dict:
+        self.on_start(self.process.pid)
+        return super().wait_ready()
+
+
 class Run:
     """A trainer prediction: start it, follow it, cancel it."""
 
@@ -141,6 +153,7 @@ def run(
     on_update: Callable[[Outcome], None],
     cancelled: Callable[[], bool],
     setup_timeout: float = 900,
+    on_server: Callable[[int], None] = lambda pid: None,
 ) -> Outcome:
     """Run the trainer at `context` on `inputs` (+ `files`); returns once it is terminal."""
     follower = Run(on_update)
@@ -154,12 +167,13 @@ def run(
         }
         server_env = {**env, "COG_TEST_LOG_DIR": str(workdir)}
         upload = ["--upload-url", f"{receiver.url}/upload/"]
-        with CogServer(
+        with _Server(
             "trainer",
             env=server_env,
             context=context,
             setup_timeout=setup_timeout,
             extra_args=upload,
+            on_start=on_server,
         ) as server:
             _start(server.url, request)
             _follow(server, request["id"], follower, cancelled)

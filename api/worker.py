@@ -123,10 +123,13 @@ def carry(settings: Settings, training_id: str) -> None:
 
 
 def _kill_leftovers(t: Training) -> None:
-    """A dead supervisor's trainer server is in its session: end it before starting again."""
-    if t.supervisor_pid and t.supervisor_host == socket.gethostname():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(t.supervisor_pid, signal.SIGKILL)
+    """A dead supervisor may leave its trainer's server running: end both before starting again."""
+    if t.supervisor_host != socket.gethostname():
+        return
+    for pid in (t.supervisor_pid, t.trainer_pid):
+        if pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def _give_up(settings: Settings, training_id: str, attempts: int) -> None:

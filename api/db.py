@@ -20,6 +20,14 @@ _engines: dict[str, Engine] = {}
 _lock = threading.RLock()
 
 
+def forget_after_fork() -> None:
+    """In a forked child: new pools and locks (the parent's connections stay the parent's)."""
+    global _lock
+    _lock = threading.RLock()
+    for made in _engines.values():
+        made.dispose(close=False)
+
+
 def _sqlite_pragmas(connection, _record) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from urllib.parse import unquote
 
 import httpx
 
+from buildkit import serve
 from buildkit.cog_client import CogServer
 
 TERMINAL = {"succeeded", "failed", "canceled"}
@@ -109,15 +111,36 @@ class Receiver(ThreadingHTTPServer):
 
 
 class _Server(CogServer):
-    """CogServer that reports its process id as soon as it exists (before setup ends)."""
+    """`script/serve trainer --context DIR --upload-url URL`, run through script/serve's own
+    functions in this process (one interpreter start less per training); it reports its
+    process id as soon as it exists, before the trainer's setup ends."""
 
-    def __init__(self, *args, on_start: Callable[[int], None], **kwargs):
+    def __init__(self, *args, upload_url: str, on_start: Callable[[int], None], **kwargs):
         super().__init__(*args, **kwargs)
-        self.on_start = on_start
+        self.upload_url, self.on_start = upload_url, on_start
+        self.extra = dict(kwargs.get("env") or {})
 
-    def wait_ready(self) -> dict:
+    def __enter__(self) -> _Server:
+        root = Path(self.context).resolve()
+        target = serve.prepare(self.target, root, self.mode, context=True)
+        env = {**serve.server_env(target, root, self.port, baked=True), **self.extra}
+        command = serve.server_command("127.0.0.1", self.mode, self.upload_url)
+        self.log_path = Path(env.get("COG_TEST_LOG_DIR", root)) / f"cog-trainer-{self.port}.log"
+        self.process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=root,
+            stdout=self.log_path.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.on_start(self.process.pid)
-        return super().wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
 
 
 class Run:
@@ -166,13 +189,12 @@ def run(
             "webhook_events_filter": ["start", "output", "logs", "completed"],
         }
         server_env = {**env, "COG_TEST_LOG_DIR": str(workdir)}
-        upload = ["--upload-url", f"{receiver.url}/upload/"]
         with _Server(
             "trainer",
             env=server_env,
             context=context,
             setup_timeout=setup_timeout,
-            extra_args=upload,
+            upload_url=f"{receiver.url}/upload/",
             on_start=on_server,
         ) as server:
             _start(server.url, request)

@@ -3,8 +3,8 @@
     dreambooth worker --name gpu0 --gpu 0
 
 A training is *claimed* by one atomic UPDATE (slot IS NULL → this worker), so a task delivered
-twice, or re-enqueued by recovery, runs once. The worker then starts the training's supervisor
-(api/supervisor.py) in its own session and waits for it. Killed and restarted under the same
+twice, or re-enqueued by recovery, runs once. The worker then forks the training's supervisor
+(api/supervisor.py) into its own session and waits for it. Killed and restarted under the same
 name, a worker first re-attaches to the supervisors of its slot that are still alive (their GPU
 is busy, so it takes no new work until they finish) and restarts those that died.
 
@@ -20,15 +20,14 @@ import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
+import traceback
 from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
 
-from api import db
+from api import db, supervisor
 from api.jobs import jobs
 from api.models import Delivery, Training, Worker, now
 from api.settings import Settings, load
@@ -64,7 +63,21 @@ def run_training(training_id: str) -> None:
         carry(settings, training_id)
 
 
-def _spawn(settings: Settings, training_id: str) -> subprocess.Popen:
+class Child:
+    """A supervisor forked from this worker (it starts in milliseconds: the modules are loaded)."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+def _spawn(settings: Settings, training_id: str) -> Child:
     folder = settings.training_dir(training_id)
     folder.mkdir(parents=True, exist_ok=True)
     with db.session(settings.database_url) as session:
@@ -72,18 +85,29 @@ def _spawn(settings: Settings, training_id: str) -> subprocess.Popen:
         row.attempts += 1
         row.started_at = row.started_at or now()
         row.heartbeat_at = now()
-    out = (folder / "supervisor.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "api.supervisor", training_id],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # outlives this worker: a restarted worker re-attaches
-        env=os.environ.copy(),
-    )
+    log_fd = os.open(folder / "supervisor.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    pid = os.fork()
+    if pid == 0:  # the child: its own session, so it outlives this worker
+        code = 1
+        try:
+            os.setsid()
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            for sig in (signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            db.forget_after_fork()
+            jobs.cache_clear()
+            supervisor.main([training_id])
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(log_fd)
     with db.session(settings.database_url) as session:
         row = session.get(Training, training_id)
-        row.supervisor_pid, row.supervisor_host = process.pid, socket.gethostname()
-    return process
+        row.supervisor_pid, row.supervisor_host = pid, socket.gethostname()
+    return Child(pid)
 
 
 def _state(settings: Settings, training_id: str) -> Training:
@@ -133,9 +157,7 @@ def _kill_leftovers(t: Training) -> None:
 
 
 def _give_up(settings: Settings, training_id: str, attempts: int) -> None:
-    from api.supervisor import Supervisor
-
-    Supervisor(settings, training_id).finish(
+    supervisor.Supervisor(settings, training_id).finish(
         "failed", f"the training process stopped {attempts} times without finishing"
     )
 

@@ -5,8 +5,8 @@
     script/serve api --workers 0          # the API alone; workers run elsewhere
 
 The registry is started only when DREAMBOOTH_REGISTRY_URL is unset and nothing answers on
-DREAMBOOTH_REGISTRY_PORT. Workers are named `<host>-<n>`, so a restarted stack re-attaches to
-the trainings they were carrying.
+DREAMBOOTH_REGISTRY_PORT. Workers are named `<host>-<n>`; one that dies is started again under
+its name, and re-attaches to the training it was carrying (so does a restarted stack).
 """
 
 from __future__ import annotations
@@ -17,26 +17,55 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 from api import db, registry_server
 from api.jobs import jobs
 from api.settings import load
 
 
-def _workers(count: int, gpus: list[str]) -> list[subprocess.Popen]:
-    processes = []
-    settings = load()
-    logs = settings.home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        command = [sys.executable, "-m", "api.cli", "worker", "--name", f"{_host()}-{index}"]
-        if index < len(gpus):
-            command += ["--gpu", gpus[index]]
-        out = (logs / f"worker-{index}.log").open("ab")
-        processes.append(
-            subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+class Workers:
+    """The stack's workers, each restarted (same name, same GPU) if it dies."""
+
+    def __init__(self, count: int, gpus: list[str]):
+        self.logs = load().home / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.commands = []
+        for index in range(count):
+            command = [sys.executable, "-m", "api.cli", "worker", "--name", f"{_host()}-{index}"]
+            if index < len(gpus):
+                command += ["--gpu", gpus[index]]
+            self.commands.append(command)
+        self.processes = [self._start(i) for i in range(count)]
+        self.stopping = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _start(self, index: int) -> subprocess.Popen:
+        out = (self.logs / f"worker-{index}.log").open("ab")
+        return subprocess.Popen(
+            self.commands[index], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    return processes
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(1.0):
+            for index, process in enumerate(self.processes):
+                if process.poll() is not None and not self.stopping.is_set():
+                    print(f"worker {index} exited ({process.returncode}); restarting", flush=True)
+                    self.processes[index] = self._start(index)
+
+    def __len__(self) -> int:
+        return len(self.processes)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def _host() -> str:
@@ -68,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         redis = LocalRedis(settings.home / "redis", settings.registry_port + 1).start()
         os.environ["DREAMBOOTH_REDIS_URL"] = redis.url
         jobs.cache_clear()
-    workers = _workers(args.workers, [g for g in args.gpus.split(",") if g])
+    workers = Workers(args.workers, [g for g in args.gpus.split(",") if g])
     settings = load()
     print(
         f"DreamBooth API on http://{args.host}:{args.port} (registry {settings.registry}, "
@@ -79,14 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         app = create_app(settings)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
-        for process in workers:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in workers:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        workers.stop()
         if registry:
             registry.stop()
         if redis:

@@ -76,7 +76,11 @@ def session_of(request: Request) -> Iterator[Session]:
 def owner_of(
     authorization: str | None = Header(default=None), session: Session = Depends(session_of)
 ) -> str:
-    owner = auth.owner_of(session, authorization)
+    return authorized(session, authorization)
+
+
+def authorized(session: Session, authorization: str | None) -> str:
+    owner = auth.cached_owner(session, authorization)
     if owner is None:
         raise HTTPException(
             401,

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import re
 import secrets
+import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -47,6 +48,24 @@ def create_token(session: Session, owner: str) -> str:
     token = PREFIX + secrets.token_urlsafe(32)
     session.add(Token(owner=owner, token_hash=digest(token), hint=token[:8]))
     return token
+
+
+_CACHE: dict[str, tuple[str, float]] = {}
+CACHE_SECONDS = 30.0
+
+
+def cached_owner(session: Session, authorization: str | None) -> str | None:
+    """owner_of, remembered for CACHE_SECONDS per token (pollers ask many times a second)."""
+    key = digest(authorization or "")
+    hit = _CACHE.get(key)
+    if hit and hit[1] > time.monotonic():
+        return hit[0]
+    owner = owner_of(session, authorization)
+    if owner is not None:
+        if len(_CACHE) > 10_000:
+            _CACHE.clear()
+        _CACHE[key] = (owner, time.monotonic() + CACHE_SECONDS)
+    return owner
 
 
 def owner_of(session: Session, authorization: str | None) -> str | None:

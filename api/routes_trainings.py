@@ -93,10 +93,21 @@ def list_trainings(
 
 
 @router.get("/{training_id}")
-def get_training(
-    training_id: str, owner: str = Depends(owner_of), session: Session = Depends(session_of)
-):
-    return views.training(_mine(session, training_id, owner))
+async def get_training(training_id: str, request: Request):
+    """The hot path (clients poll it): one hop to a thread, one session, a cached token."""
+    from starlette.concurrency import run_in_threadpool
+
+    from api import db
+    from api.app import authorized
+
+    settings = settings_of(request)
+    header = request.headers.get("authorization")
+
+    def work() -> dict:
+        with db.session(settings.database_url) as session:
+            return views.training(_mine(session, training_id, authorized(session, header)))
+
+    return await run_in_threadpool(work)
 
 
 @router.post("/{training_id}/cancel")

@@ -158,6 +158,7 @@ class Supervisor:
         billed_before = (t.metrics or {}).get("_billed_before", 0.0)
         predict_time = round(outcome.metrics.get("predict_time", 0.0) + billed_before, 6)
         metrics = {k: v for k, v in outcome.metrics.items() if k != "predict_time"}
+        metrics["setup_time"] = outcome.setup_time
         self.update(
             predict_time=predict_time, metrics={**metrics, "_trained": True}, logs=outcome.logs
         )

@@ -36,6 +36,7 @@ class Outcome:
     error: str | None = None
     metrics: dict = field(default_factory=dict)
     output: Path | None = None
+    setup_time: float = 0.0  # the trainer's server: start to READY (imports, setup())
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -135,8 +136,10 @@ class _Server(CogServer):
             start_new_session=True,
         )
         self.on_start(self.process.pid)
+        started = time.monotonic()
         try:
             self.wait_ready()
+            self.setup_time = round(time.monotonic() - started, 3)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -197,6 +200,7 @@ def run(
             upload_url=f"{receiver.url}/upload/",
             on_start=on_server,
         ) as server:
+            follower.outcome.setup_time = server.setup_time
             _start(server.url, request)
             _follow(server, request["id"], follower, cancelled)
     outcome = follower.outcome

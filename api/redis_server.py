@@ -15,6 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from api.processes import die_with_parent
+
 INSTALL_HINT = "install it with `apt-get install redis-server` (make test does)"
 
 
@@ -57,7 +59,11 @@ class LocalRedis:
         ]
         log = (self.home / "redis.log").open("ab")
         self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while not self._answers():

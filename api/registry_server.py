@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from api.processes import die_with_parent
 from api.registry import Registry
 from api.settings import Settings
 
@@ -65,6 +66,7 @@ class LocalRegistry:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         with Registry(self.url) as client:

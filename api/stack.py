@@ -21,6 +21,7 @@ import threading
 
 from api import db, registry_server
 from api.jobs import jobs
+from api.processes import die_with_parent
 from api.settings import load
 
 
@@ -43,7 +44,11 @@ class Workers:
     def _start(self, index: int) -> subprocess.Popen:
         out = (self.logs / f"worker-{index}.log").open("ab")
         return subprocess.Popen(
-            self.commands[index], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            self.commands[index],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
 
     def _watch(self) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from api.client import Client
+from api.processes import die_with_parent
 from buildkit.cog_client import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,6 +47,7 @@ class Process:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=REPO,
+            preexec_fn=die_with_parent,  # nothing outlives an interrupted test run
         )
         return self
 

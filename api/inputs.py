@@ -122,7 +122,8 @@ def summarised(values: dict) -> dict:
     for name, value in values.items():
         if isinstance(value, str) and DATA_URI.match(value):
             header, _, payload = value.partition(",")
-            out[name] = f"{header},… ({len(payload) * 3 // 4} bytes)"
+            size = len(payload) * 3 // 4 - payload[-2:].count("=")
+            out[name] = f"{header},… ({size} bytes)"
         else:
             out[name] = value
     return out

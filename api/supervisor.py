@@ -76,6 +76,11 @@ class Supervisor:
             stages.append({"name": name, "started_at": views.iso(started), "seconds": seconds})
             row.events = {**(row.events or {}), "stages": stages}
 
+    def cancelled(self) -> bool:
+        if not self.cancel.is_set() and self.training().cancel_requested:
+            self.cancel.set()
+        return self.cancel.is_set()
+
     # -- the stages -----------------------------------------------------------------------
     def fetch(self, t: Training, trainer: Version) -> dict[str, Path]:
         files = {}
@@ -241,6 +246,8 @@ class Supervisor:
             template = session.scalar(versions.select_version(t.template_version, "template"))
         with self.stage("fetching"):
             files = self.fetch(t, trainer)
+        if self.cancelled():  # asked while queued or fetching: the trainer never starts
+            return self.finish("canceled")
         with self.stage("training"):
             weights = self.train(t, trainer, files)
         if weights is None or self.cancel.is_set():

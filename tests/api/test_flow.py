@@ -97,8 +97,8 @@ def test_a_webhook_receiver_down_then_up_gets_the_same_message_after_retries(flo
     wait_for(lambda: len(client.deliveries(made["id"])[0]["attempts"]) >= 2, 30, "two attempts")
     receiver = Receiver(port)
     wait_for(lambda: receiver.received, 30, "the webhook after retries")
+    wait_for(lambda: client.deliveries(made["id"])[0]["status"] == "delivered", 10, "recorded")
     delivery = client.deliveries(made["id"])[0]
-    assert delivery["status"] == "delivered"
     attempts = delivery["attempts"]
     assert all(a["error"] for a in attempts[:-1]) and attempts[-1]["status_code"] == 200
     assert receiver.received[0]["headers"]["webhook-id"] == delivery["id"]
@@ -210,3 +210,62 @@ def test_the_version_is_the_template_plus_one_weights_layer(flow):
     tags = httpx.get(f"{flow['registry'].url}/v2/models/carol/thing/tags/list").json()["tags"]
     assert made["id"] in tags and "latest" in tags
     assert json.loads(config["config"]["Labels"]["run.cog.openapi_schema"])["info"]
+
+
+def test_the_cli_trains_from_a_payload_file_and_flags_and_follows_the_logs(flow, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.api.helpers import REPO
+
+    (flow["root"] / "files" / "cli.txt").write_text("cli\n")
+    payload = tmp_path / "payload.json"
+    payload.write_text(
+        json.dumps(
+            {
+                "input": {"steps": 3},
+                "trainer_version": flow["trainer"],
+                "template_version": flow["template"],
+                "model": "carol/from-cli",
+            }
+        )
+    )
+    env = {
+        **flow["env"],
+        "DREAMBOOTH_API_URL": flow["api"].url,
+        "DREAMBOOTH_API_TOKEN": flow["token"],
+    }
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "api",
+            "train",
+            str(payload),
+            "--notes",
+            "from the CLI",
+            "--instance-data",
+            flow["files"].url("cli.txt"),
+            "-i",
+            "seconds=0.5",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    training_id = run.stdout.strip()
+    assert "step 3/3" in run.stderr and "succeeded: sha256:" in run.stderr
+    done = flow["api"].client(flow["token"]).training(training_id)
+    assert done["notes"] == "from the CLI" and done["input"]["seconds"] == 0.5
+    bad = subprocess.run(
+        [sys.executable, "-m", "api", "train", str(payload), "-i", "step=3"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 1 and "did you mean 'steps'" in bad.stderr

@@ -17,6 +17,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from api import oci
 from api.registry import Registry
 
@@ -75,6 +77,26 @@ def build_version(
 def dockerfile(template_image: str) -> str:
     """The seed's build step; the same text as `script/build-template --dockerfile`."""
     return f"FROM {template_image}\nCOPY weights /src/weights\n"
+
+
+def docker_build_version(
+    registry: Registry,
+    template_repository: str,
+    template_digest: str,
+    weights_zip: Path,
+    model: str,
+    tag: str,
+    workdir: Path,
+    schema: dict | None,
+) -> Built:
+    """The same step with Docker (DREAMBOOTH_BUILDER=docker): needs a Docker engine that can
+    push to the registry (for a local http one, list it in the engine's insecure-registries)."""
+    host = httpx.URL(registry.url).netloc.decode()
+    repository = model_repository(model)
+    template_image = f"{host}/{template_repository}@{template_digest}"
+    docker_build(template_image, weights_zip, f"{host}/{repository}:{tag}", workdir)
+    _, digest = registry.manifest(repository, tag)
+    return Built(digest, repository, tag, Path(weights_zip).stat().st_size, schema)
 
 
 def docker_build(template_image: str, weights_zip: Path, image: str, workdir: Path) -> None:

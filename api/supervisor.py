@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -186,12 +187,30 @@ class Supervisor:
         }
         with Registry(self.settings.registry) as registry:
             try:
-                built = build.build_version(
-                    registry, template.repository, template.digest, weights, t.model, t.id, labels
-                )
+                if os.environ.get("DREAMBOOTH_BUILDER") == "docker":
+                    built = build.docker_build_version(
+                        registry,
+                        template.repository,
+                        template.digest,
+                        weights,
+                        t.model,
+                        t.id,
+                        self.dir,
+                        template.openapi_schema,
+                    )
+                else:
+                    built = build.build_version(
+                        registry,
+                        template.repository,
+                        template.digest,
+                        weights,
+                        t.model,
+                        t.id,
+                        labels,
+                    )
             except RegistryError as error:
                 raise FailureError(f"build and push: {error}") from None
-            except ValueError as error:
+            except (ValueError, RuntimeError, OSError, subprocess.CalledProcessError) as error:
                 raise FailureError(f"build: {error}") from None
         owner, _, _ = t.model.partition("/")
         with db.session(self.settings.database_url) as session:

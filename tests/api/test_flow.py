@@ -269,3 +269,21 @@ def test_the_cli_trains_from_a_payload_file_and_flags_and_follows_the_logs(flow,
         timeout=120,
     )
     assert bad.returncode == 1 and "did you mean 'steps'" in bad.stderr
+
+
+def test_a_template_version_gone_from_the_registry_fails_with_a_clear_error(flow, vanilla_context):
+    receiver = Receiver()
+    url = flow["registry"].url
+    response = httpx.delete(f"{url}/v2/cog/vanilla/manifests/{flow['template']}")
+    assert response.status_code == 202
+    try:
+        made = start(flow, "no-template", webhook=receiver.url)
+        done = finished(flow, made["id"])
+    finally:  # the same context pushed again is the same version
+        assert push(flow["env"], "vanilla", "--context", str(vanilla_context)) == flow["template"]
+    assert done["status"] == "failed"
+    assert "build and push" in done["error"] and "not found" in done["error"]
+    assert flow["template"] in done["error"]
+    wait_for(lambda: receiver.received, 20, "the webhook")
+    assert receiver.bodies()[0]["status"] == "failed"
+    receiver.close()

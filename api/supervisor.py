@@ -238,8 +238,10 @@ class Supervisor:
                 return
             row.status, row.error, row.completed_at, row.stage = status, error, now(), "done"
             delivery = webhooks.create(session, row, views.training(row))
-        if delivery is not None:
-            jobs().deliver(delivery.id)
+        if delivery is not None:  # the first attempt right away; retries go through the queue
+            wait = webhooks.attempt(self.settings, delivery.id)
+            if wait is not None:
+                jobs().deliver.schedule((delivery.id,), delay=wait)
 
     # -- the whole flow -------------------------------------------------------------------
     def run(self) -> None:

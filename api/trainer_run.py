@@ -10,8 +10,10 @@ fetched or received and never a path of its own disk.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -144,6 +146,12 @@ class _Server(CogServer):
             self.__exit__(None, None, None)
             raise
         return self
+
+    def __exit__(self, *exc) -> None:
+        """The prediction is over (its output already uploaded): nothing to wait for."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
 
 class Run:

@@ -49,10 +49,8 @@ class CogServer:
         mode: str = "predict",
         context: Path | None = None,
         setup_timeout: float = 180,
-        extra_args: list[str] | tuple[str, ...] = (),
     ):
         self.target, self.mode, self.context = target, mode, context
-        self.extra_args = list(extra_args)
         self.port = free_port()
         self.env = {**os.environ, "PORT": str(self.port), **(env or {})}
         self.setup_timeout = setup_timeout
@@ -67,7 +65,6 @@ class CogServer:
         command = [str(REPO / "script" / "serve"), self.target, "--mode", self.mode]
         if self.context:
             command += ["--context", str(self.context)]
-        command += self.extra_args
         log_dir = Path(self.env.get("COG_TEST_LOG_DIR", "/tmp"))
         self.log_path = log_dir / f"cog-{self.target}-{self.port}.log"
         log = self.log_path.open("w")

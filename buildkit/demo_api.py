@@ -77,10 +77,48 @@ def _serve(env: dict, out: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"the API did not start; see {out / 'api.log'}")
 
 
-def main(base: Path, template: Path, photos: Path, training: dict, out: Path) -> Path:
+def _train_and_generate(client, receiver, photos, training, out, trainer, vanilla) -> Path:
     from standardwebhooks.webhooks import Webhook
 
-    from api.client import Client, data_uri
+    from api.client import data_uri
+
+    made = client.train(
+        {
+            "input": {**training, "instance_data": data_uri(photos)},
+            "trainer_version": trainer.removeprefix("sha256:"),
+            "template_version": vanilla.removeprefix("sha256:"),
+            "model": "demo/cat",
+            "notes": "make demo, part two",
+            "webhook_completed": f"http://127.0.0.1:{receiver.server_port}/hook?from=demo",
+        }
+    )
+    print(f"    POST /v1/trainings -> {made['id']} ({made['status']})")
+    done = client.wait(made["id"], timeout=1800)
+    if done["status"] != "succeeded":
+        raise SystemExit(f"the training {done['status']}: {done['error']}")
+    for stage in done["stages"]:
+        print(f"    {stage['name']:<9} {stage['seconds']:.1f}s")
+    print(f"    new version of demo/cat: {done['version']}")
+    for _ in range(100):
+        if receiver.received:
+            break
+        time.sleep(0.1)
+    headers, body = receiver.received[0]
+    hook = Webhook(client.secret()).verify(body, headers)
+    print(
+        f"    webhook: signature verified, status {hook['status']}, "
+        f"predict_time {hook['metrics']['predict_time']:.1f}s"
+    )
+    inputs = {"width": 64, "height": 64, "num_inference_steps": 20, "seed": 7}
+    result = client.predict("demo/cat", inputs)
+    image = out / "image-api.png"
+    image.write_bytes(base64.b64decode(result["output"][0].split(",", 1)[1]))
+    (out / "training.json").write_text(json.dumps(done, indent=2))
+    return image
+
+
+def main(base: Path, template: Path, photos: Path, training: dict, out: Path) -> Path:
+    from api.client import Client
 
     out.mkdir(parents=True, exist_ok=True)
     env = {
@@ -100,41 +138,9 @@ def main(base: Path, template: Path, photos: Path, training: dict, out: Path) ->
     process, url = _serve(env, out)
     receiver = _receiver()
     try:
-        client = Client(url, token)
-        made = client.train(
-            {
-                "input": {**training, "instance_data": data_uri(photos)},
-                "trainer_version": trainer.removeprefix("sha256:"),
-                "template_version": vanilla.removeprefix("sha256:"),
-                "model": "demo/cat",
-                "notes": "make demo, part two",
-                "webhook_completed": f"http://127.0.0.1:{receiver.server_port}/hook?from=demo",
-            }
+        return _train_and_generate(
+            Client(url, token), receiver, photos, training, out, trainer, vanilla
         )
-        print(f"    POST /v1/trainings -> {made['id']} ({made['status']})")
-        done = client.wait(made["id"], timeout=1800)
-        if done["status"] != "succeeded":
-            raise SystemExit(f"the training {done['status']}: {done['error']}")
-        for stage in done["stages"]:
-            print(f"    {stage['name']:<9} {stage['seconds']:.1f}s")
-        print(f"    new version of demo/cat: {done['version']}")
-        for _ in range(100):
-            if receiver.received:
-                break
-            time.sleep(0.1)
-        headers, body = receiver.received[0]
-        hook = Webhook(client.secret()).verify(body, headers)
-        print(
-            f"    webhook: signature verified, status {hook['status']}, "
-            f"predict_time {hook['metrics']['predict_time']:.1f}s"
-        )
-        result = client.predict(
-            "demo/cat", {"width": 64, "height": 64, "num_inference_steps": 20, "seed": 7}
-        )
-        image = out / "image-api.png"
-        image.write_bytes(base64.b64decode(result["output"][0].split(",", 1)[1]))
-        (out / "training.json").write_text(json.dumps(done, indent=2))
-        return image
     finally:
         receiver.shutdown()
         os.killpg(process.pid, signal.SIGINT)

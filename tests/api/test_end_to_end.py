@@ -33,7 +33,7 @@ from buildkit.cog_client import free_port
 from tests.api.conftest import env_for, push, seed_payload
 from tests.api.helpers import API, REPO, Files, Receiver, token, wait_for
 
-STEPS = 8
+STEPS = 24
 TINY_RUN = dict(resolution=64, max_train_steps=4, num_class_images=1, learning_rate=1e-4)
 
 
@@ -89,7 +89,7 @@ def kill_the_worker(stack) -> None:
 
 @pytest.fixture(scope="module")
 def trained(stack):
-    run = {**TINY_RUN, "max_train_steps": STEPS, "checkpointing_steps": 2}
+    run = {**TINY_RUN, "max_train_steps": STEPS, "checkpointing_steps": 3}
     payload = seed_payload(
         stack["trainer"],
         stack["template"],
@@ -105,7 +105,8 @@ def trained(stack):
 
     wait_for(lambda: "step 1/" in logs(), 300, "training under way")
     kill_the_worker(stack)  # the worker alone: the training's processes have their own session
-    wait_for(lambda: "checkpoint saved at step 2" in logs(), 300, "the first checkpoint")
+    saved = logs().count("checkpoint saved")  # crash right after the next checkpoint
+    wait_for(lambda: logs().count("checkpoint saved") > saved, 300, "a checkpoint")
     seen = {
         "attempts_after_worker_kill": row(stack, "trainings", "id", made["id"])["attempts"],
         "logs_after_worker_kill": logs(),
@@ -141,12 +142,10 @@ def test_a_killed_worker_re_attaches_and_redoes_nothing(trained):
 
 def test_after_a_crash_the_trainer_resumes_and_ends_with_every_step(trained):
     _, _, done, seen = trained
-    assert seen["attempts"] == 2
+    assert seen["attempts"] == 2, "the crash came after the end: the training ran too fast"
     resumed = done["metrics"]["resumed_from_step"]
-    assert (
-        resumed in (2, 4, 6)
-        and f"resuming from checkpoint at step {resumed}/{STEPS}" in done["logs"]
-    )
+    assert 0 < resumed < STEPS and resumed % 3 == 0
+    assert f"resuming from checkpoint at step {resumed}/{STEPS}" in done["logs"]
     assert done["metrics"]["steps"] == STEPS
 
 

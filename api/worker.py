@@ -143,7 +143,7 @@ def carry(settings: Settings, training_id: str) -> None:
         if process is not None and process.poll() is not None:
             process = None  # it exited; the loop sees whether it finished
             continue
-        time.sleep(0.25)
+        time.sleep(0.1)
 
 
 def _kill_leftovers(t: Training) -> None:

@@ -12,15 +12,21 @@ VOCAB := .cache/clip/bpe_simple_vocab_16e6.txt.gz
 GPU_SITE ?= /tmp/gpu-site
 WHEELS ?= gpu-wheels
 
-.PHONY: install demo test lint format bench clean gpu-wheels gpu-test
+.PHONY: install demo test lint format bench clean gpu-wheels gpu-test system-packages
 
-install: $(STAMP) $(VOCAB)
+install: $(STAMP) $(VOCAB) system-packages
+
+# The trainings API's real services (tests start them; nothing runs as a system service).
+system-packages:
+	@command -v docker-registry >/dev/null && command -v redis-server >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		docker-registry redis-server >/dev/null; }
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,api]'
 	touch $@
 
 $(VOCAB): | $(STAMP)
@@ -43,6 +49,7 @@ test: lint
 bench: install
 	$(BIN)/python -m bench.train $(if $(PEER_SCRIPTS),--peer-script $(PEER_SCRIPTS)/train_dreambooth.py)
 	$(BIN)/python -m bench.infer
+	$(BIN)/python -m bench.api
 
 # The GPU lane. Here: `make gpu-wheels` downloads what a bare GPU machine lacks. There (torch
 # but no diffusers, cog…, no network): `make gpu-test` installs them offline and runs the tests

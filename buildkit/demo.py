@@ -5,7 +5,9 @@
    scikit-image, exactly as `cog predict -i instance_data=@photos.zip` would send it;
 3. its output.zip unzipped where the build step would copy it (/src/weights);
 4. the vanilla template behind the real server on those weights, generating images with the
-   instance prompt recorded by the trainer.
+   instance prompt recorded by the trainer;
+5. the same training through the trainings API (buildkit/demo_api.py): pushed versions, POST
+   /v1/trainings, a new version of the model, a signed webhook, and an image from that version.
 
 Everything lands in demo-output/. The images are noise: the weights are random and tiny. What
 the demo shows is that every piece works together, the same way it does on a GPU.
@@ -104,9 +106,13 @@ def main() -> None:
     step(f"output.zip unzipped to {weights.relative_to(REPO_ROOT)} (as COPY weights /src/weights)")
     step("generating: POST /predictions to the vanilla template's Cog server")
     images = generate(weights, template)
+    step("the same training through the API: script/push, script/serve api, POST /v1/trainings")
+    from buildkit import demo_api
+
+    api_image = demo_api.main(base, template, photos, TRAINING, OUT / "api")
     step(f"done in {time.monotonic() - started:.0f}s")
     print(f"    trainer output: {(OUT / 'output.zip').relative_to(REPO_ROOT)}")
-    for path in images:
+    for path in [*images, api_image]:
         print(f"    image:          {path.relative_to(REPO_ROOT)}")
 
 

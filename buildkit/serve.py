@@ -4,6 +4,7 @@
     script/serve trainer --mode train     # POST /trainings -> {"weights": ...} (Cog training API)
     script/serve vanilla                  # a template; weights from $WEIGHTS_DIR (default weights/)
     script/serve vanilla --context DIR    # serve a context written by script/build-template
+    script/serve api                      # the trainings API, with its registry and a worker
 
 The input schema is generated from the code first, exactly where `cog build` puts it
 (`.cog/openapi_schema.json` beside cog.yaml), so bad inputs get 422 as on Replicate. The port is
@@ -20,10 +21,12 @@ from pathlib import Path
 from buildkit import schema, targets
 
 
-def server_command(host: str, mode: str) -> list[str]:
+def server_command(host: str, mode: str, upload_url: str | None = None) -> list[str]:
     command = [sys.executable, "-m", "cog.server.http", "--host", host]
     if mode == "train":
         command += ["--x-mode", "train"]
+    if upload_url:  # file outputs are PUT there and returned as URLs instead of data URIs
+        command += ["--upload-url", upload_url]
     return command
 
 
@@ -71,18 +74,25 @@ def prepare(target_name: str, root: Path, mode: str, context: bool = False) -> t
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["api"]:  # not a Cog target: the trainings API (api/stack.py)
+        from api import stack
+
+        stack.main(argv[1:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("target", help="trainer, or a template name (see script/build-template)")
     parser.add_argument("--mode", choices=["predict", "train"], default="predict")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=None, help="default: $PORT or 5000")
     parser.add_argument("--context", type=Path, help="serve a built context instead of the repo")
+    parser.add_argument("--upload-url", help="PUT file outputs to this URL (coglet's option)")
     args = parser.parse_args(argv)
     root = (args.context or targets.REPO_ROOT).resolve()
     target = prepare(args.target, root, args.mode, context=args.context is not None)
     env = server_env(target, root, args.port, baked=args.context is not None)
     os.chdir(root)
-    command = server_command(args.host, args.mode)
+    command = server_command(args.host, args.mode, args.upload_url)
     os.execvpe(command[0], command, env)
 
 

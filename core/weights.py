@@ -24,6 +24,7 @@ from pathlib import Path
 
 from core.errors import UserError, WeightsMissingError
 from core.manifest import Family, Manifest, ManifestError
+from core.safetensors_file import PICKLE_SUFFIXES  # one list of pickle suffixes
 
 PIPELINE_FAMILIES = {
     "StableDiffusionPipeline": Family.SD15,
@@ -33,7 +34,6 @@ FAMILY_NAMES = {Family.SD15: "SD1.5", Family.SDXL: "SDXL"}
 # the parts each family's pipeline needs; models carry weights, the others only configs
 MODEL_PARTS = {Family.SD15: ("unet", "vae", "text_encoder")}
 OTHER_PARTS = {Family.SD15: ("tokenizer", "scheduler")}
-PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 TEMPLATE_MESSAGE = (
     "This is a template: it has no Stable Diffusion weights yet. Copy weights to /src/weights "
@@ -193,7 +193,7 @@ def weight_files(directory: Path, part: str) -> list[Path]:
     files = sorted(folder.glob("*.safetensors"))
     if files:
         return files
-    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
     if pickles:
         raise broken(
             directory,

@@ -231,11 +231,31 @@ def _start(url: str, request: dict) -> None:
         raise RuntimeError(f"the trainer's server answered {response.status_code}: {response.text}")
 
 
+IDLE_GRACE = 30.0  # seconds a server may be idle before its last webhook counts as lost
+
+
 def _follow(server: CogServer, prediction_id: str, follower: Run, cancelled) -> None:
-    asked = False
+    """Until the terminal webhook. coglet cannot be polled (GET /predictions/{id} is 405), so a
+    server that is READY again for IDLE_GRACE without having said how it ended fails the
+    training instead of leaving it processing forever."""
+    asked, idle_since = False, None
     while not follower.done.wait(0.5):
         if server.process.poll() is not None:
             follower.event({"status": "failed", "error": "the trainer's Cog server exited"})
         elif cancelled() and not asked:
             httpx.post(f"{server.url}/predictions/{prediction_id}/cancel", timeout=30)
             asked = True
+        elif _idle(server):
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since > IDLE_GRACE:
+                error = "the trainer's server is idle but never reported how the training ended"
+                follower.event({"status": "failed", "error": error})
+        else:
+            idle_since = None
+
+
+def _idle(server: CogServer) -> bool:
+    try:
+        return server.health()["status"] == "READY"
+    except (OSError, ValueError, KeyError):
+        return False

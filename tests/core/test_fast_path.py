@@ -76,13 +76,11 @@ def test_a_saved_compile_cache_is_a_hit_in_a_fresh_process(tmp_path):
     cache = tmp_path / "compile-cache" / "artifacts.bin"
     built = compile_in_a_fresh_process("save", cache, tmp_path / "inductor-build")
     assert built["saved"] == str(cache) and cache.stat().st_size > 0
-    assert built["inductor"].get("fxgraph_cache_miss", 0) >= 1
+    assert built["inductor"].get("fxgraph_cache_miss", 0) >= 1  # an empty cache compiles
     booted = compile_in_a_fresh_process("load", cache, tmp_path / "inductor-boot")
     assert booted["loaded"] is True and booted["output"] == built["output"]
     assert booted["inductor"].get("fxgraph_cache_hit", 0) >= 1
     assert booted["inductor"].get("fxgraph_cache_miss", 0) == 0
-    cold = compile_in_a_fresh_process("none", cache, tmp_path / "inductor-cold")
-    assert cold["inductor"].get("fxgraph_cache_miss", 0) >= 1  # without it: a compile
 
 
 @pytest.mark.slow

@@ -108,7 +108,7 @@ def run_cli(work: Path, base: Path, photos: Path, steps: int) -> subprocess.Pope
 
 
 def test_a_killed_run_resumes_and_ends_as_if_never_interrupted(tmp_path, tiny_sd15, photo_zip):
-    steps = 120
+    steps = 50  # killed after the checkpoint at step 20
     killed = run_cli(tmp_path / "work", tiny_sd15, photo_zip, steps)
     deadline = time.monotonic() + 120
     while not list((tmp_path / "work").glob("runs/*/checkpoints/step-000020")):

@@ -59,15 +59,16 @@ class Adapter:
 
     lora: str | None = None  # diffusers/peft LoRA: pipeline.load_lora_weights
     lora_kohya: str | None = None  # the same LoRA in kohya keys (Automatic1111, ComfyUI)
+    unet: str | None = None  # a whole fine-tuned UNet to load over the base (SDXL, as cog-sdxl)
     lora_rank: int | None = None
     lora_alpha: float | None = None
-    embeddings: str | None = None  # Automatic1111 form {"emb_params": [n, hidden]}
+    embeddings: str | None = None  # SD1.5 {"emb_params": [n, hidden]}; SDXL {"clip_l", "clip_g"}
     token_string: str | None = None  # the word of a prompt that the new tokens stand for
     tokens: tuple[str, ...] = ()  # the new tokens, e.g. ("<s0>", "<s1>")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", tuple(self.tokens))
-        for name in ("lora", "lora_kohya", "embeddings"):
+        for name in ("lora", "lora_kohya", "unet", "embeddings"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or "/" in value or ".." in value):
                 raise ManifestError(f"{MANIFEST_FILE}: adapter.{name} must be a file name")

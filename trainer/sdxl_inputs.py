@@ -1,6 +1,6 @@
 """The SDXL trainer's Cog inputs, rendered from SDXLConfig into trainer/sdxl_predict.py.
 
-    python -m buildkit.cog_adapters trainer.sdxl_inputs:adapters trainer/sdxl_predict.py
+python -m buildkit.cog_adapters trainer.sdxl_inputs:adapters trainer/sdxl_predict.py
 """
 
 from __future__ import annotations

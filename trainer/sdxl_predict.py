@@ -49,9 +49,9 @@ class Inputs:
     )
     resolution = Input(
         default=768,
-        ge=128,
+        ge=64,
         le=2048,
-        description="Square training resolution in pixels.",
+        description="Square training resolution in pixels (a multiple of 8).",
     )
     train_batch_size = Input(
         default=4,

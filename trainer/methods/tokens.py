@@ -15,13 +15,12 @@ The export, in Automatic1111's form, loads with diffusers' `load_textual_inversi
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import torch
 
 from core.errors import UserError
-from core.manifest import Part
+from core.manifest import Part, replace_word
 from trainer.methods.base import TEXT_ENCODER, Trainable
 
 EMBEDDINGS_FILE = "embeddings.safetensors"
@@ -94,8 +93,7 @@ class NewTokens(Trainable):
             self._embedding(components)[: self.first] = self.original
 
     def rewrite(self, prompt: str) -> str:
-        pattern = rf"(?<![\w<>]){re.escape(self.word)}(?![\w<>])"
-        return re.sub(pattern, "".join(self.names), prompt, flags=re.IGNORECASE)
+        return replace_word(prompt, self.word, "".join(self.names))
 
     def new_rows(self, components: dict) -> torch.Tensor:
         return self._embedding(components)[self.first : self.first + self.count]

@@ -1,4 +1,4 @@
-"""The trainer's adapter outputs (lora, textual_inversion) on tiny weights, built once."""
+"""The trainer's adapter outputs (LoRA, text-encoder LoRA, textual inversion), built once."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from tests.trainer.helpers import train
 SETTINGS = dict(with_prior_preservation=False, max_train_steps=2, train_text_encoder=False)
 METHODS = {
     "lora": dict(method="lora", lora_rank=4, lora_lr=5e-2),
+    "lora_te": dict(method="lora", lora_rank=4, lora_lr=5e-2, train_text_encoder=True),
     "textual_inversion": dict(method="textual_inversion", ti_lr=5e-1),
 }
 

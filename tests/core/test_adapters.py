@@ -86,12 +86,13 @@ def test_a_base_with_another_fingerprint_is_refused_naming_both(
     assert "trained on" in message
 
 
+@pytest.mark.parametrize("output", ["lora", "lora_te"])
 def test_lora_scale_zero_is_the_base_and_the_default_scale_changes_it(
-    monkeypatch, adapter_outputs, tiny_sd15, template_weights
+    output, monkeypatch, adapter_outputs, tiny_sd15, template_weights
 ):
     template = template_weights("vanilla")
     base = Engine.load(find(tiny_sd15), template_dir=template)
-    use(monkeypatch, adapter_outputs["lora"].folder, tiny_sd15)
+    use(monkeypatch, adapter_outputs[output].folder, tiny_sd15)
     weights, adapter = find_weights()
     engine = Engine.load(weights, template_dir=template, adapter=adapter)
     plain = image(base)
@@ -99,6 +100,13 @@ def test_lora_scale_zero_is_the_base_and_the_default_scale_changes_it(
     lora = image(engine)
     assert np.abs(lora.astype(int) - plain).mean() > 1
     assert np.array_equal(image(engine), lora)  # the scale did not drift
+    assert not np.array_equal(image(engine, lora_scale=1.0), lora)
+    in_text_encoder = {key[0] for key in engine.prompts.cache}
+    assert in_text_encoder == (
+        {()}
+        if output == "lora"
+        else {(("weights",), 0.0), (("weights",), 0.6), (("weights",), 1.0)}
+    )
 
 
 def hostile(tmp_path, name: str, data: bytes):

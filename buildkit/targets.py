@@ -103,6 +103,7 @@ def all_targets() -> dict[str, Target]:
                 "TEMPLATE": spec.name,
                 "WEIGHTS_DIR": "/src/weights",
                 "TEMPLATE_WEIGHTS_DIR": "/src/template-weights",
+                "BASE_WEIGHTS_DIR": "/src/base-weights",  # the base of an adapter output
             },
             description=f"{spec.name} template: weight-less until /src/weights is copied in",
         )

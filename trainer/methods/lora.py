@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from core.manifest import Method, Part
+from core.manifest import LORA_FILE, Method, Part
 from trainer.methods.base import TEXT_ENCODER, Trainable, TrainingMethod
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
-DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
+DIFFUSERS_FILE = LORA_FILE
 KOHYA_FILE = "lora_kohya.safetensors"
 COG_SDXL_FILE = "lora.safetensors"  # cog-sdxl's (SDXL only)
 COG_SDXL_KEY = re.compile(r"(.+\.attn[12])\.(to_q|to_k|to_v|to_out\.0)\.lora_([AB])\.weight")

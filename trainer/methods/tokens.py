@@ -18,13 +18,12 @@ The export loads with diffusers' `load_textual_inversion`, Automatic1111 and Com
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import torch
 
 from core.errors import UserError
-from core.manifest import Part
+from core.manifest import Part, replace_word
 from trainer.methods.base import TEXT_ENCODER, Trainable
 
 EMBEDDINGS_FILE = "embeddings.safetensors"
@@ -111,8 +110,7 @@ class NewTokens(Trainable):
                 self._embedding(components, name)[: self.first[name]] = self.original[name]
 
     def rewrite(self, prompt: str) -> str:
-        pattern = rf"(?<![\w<>]){re.escape(self.word)}(?![\w<>])"
-        return re.sub(pattern, "".join(self.names), prompt, flags=re.IGNORECASE)
+        return replace_word(prompt, self.word, "".join(self.names))
 
     def new_rows(self, components: dict, encoder: str = TEXT_ENCODER) -> torch.Tensor:
         first = self.first[encoder]

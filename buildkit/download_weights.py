@@ -1,8 +1,8 @@
 """Fetch real weights from the Hugging Face Hub, before `cog build` (they are baked into images).
 
-    script/download-weights base [--dir base-weights]            # the trainer's SD1.5 base
-    script/download-weights base --family sdxl [--refiner-dir DIR]  # SDXL base, fp16-fix VAE, refiner
-    script/download-weights preprocess [--dir preprocess-weights]   # BLIP, CLIPSeg, OWL-ViT, Swin2SR
+    script/download-weights base [--dir base-weights]             # the trainer's SD1.5 base
+    script/download-weights base --family sdxl [--refiner-dir D]  # SDXL, fp16-fix VAE, refiner
+    script/download-weights preprocess [--dir preprocess-weights] # BLIP, CLIPSeg, OWL-ViT, Swin2SR
     script/download-weights template NAME [--dir template-weights] # a template's own weights
 
 The base is Stable Diffusion 1.5 (fp16) with the fine-tuned `stabilityai/sd-vae-ft-mse` VAE, as

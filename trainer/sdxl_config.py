@@ -46,7 +46,9 @@ class SDXLConfig:
         "optional captions.csv (image_file,caption) replaces the generated captions."
     )
     seed: int | None = param(None, "Random seed; empty for a random one.", 0, 4294967295)
-    resolution: int = param(768, "Square training resolution in pixels (a multiple of 8).", 64, 2048)
+    resolution: int = param(
+        768, "Square training resolution in pixels (a multiple of 8).", 64, 2048
+    )
     train_batch_size: int = param(4, "Photos per batch (per device).", 1, 64)
     num_train_epochs: int = param(4000, "Epochs to train for when max_train_steps is 0.", 1, 100000)
     max_train_steps: int = param(

@@ -1,6 +1,8 @@
 """Fetch real weights from the Hugging Face Hub, before `cog build` (they are baked into images).
 
-    script/download-weights base [--dir base-weights]            # the trainer's SD1.5 base
+    script/download-weights base [--dir base-weights]             # the trainer's SD1.5 base
+    script/download-weights base --family sdxl [--refiner-dir D]  # SDXL, fp16-fix VAE, refiner
+    script/download-weights preprocess [--dir preprocess-weights] # BLIP, CLIPSeg, OWL-ViT, Swin2SR
     script/download-weights template NAME [--dir template-weights] # a template's own weights
 
 The base is Stable Diffusion 1.5 (fp16) with the fine-tuned `stabilityai/sd-vae-ft-mse` VAE, as
@@ -21,6 +23,24 @@ SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 VAE_REPO = "stabilityai/sd-vae-ft-mse"
 SAFETY_CHECKER_REPO = "CompVis/stable-diffusion-safety-checker"
 FEATURE_EXTRACTOR_REPO = "openai/clip-vit-base-patch32"
+SDXL_REPO = "stabilityai/stable-diffusion-xl-base-1.0"
+SDXL_REFINER_REPO = "stabilityai/stable-diffusion-xl-refiner-1.0"
+SDXL_VAE_REPO = "madebyollin/sdxl-vae-fp16-fix"  # no NaNs in fp16 (diffusers#4325)
+# trainer/preprocess.py's stages: folder -> (hub id, model class, processor class)
+PREPROCESS = {
+    "blip": (
+        "Salesforce/blip-image-captioning-large",
+        "BlipForConditionalGeneration",
+        "BlipProcessor",
+    ),
+    "clipseg": ("CIDAS/clipseg-rd64-refined", "CLIPSegForImageSegmentation", "CLIPSegProcessor"),
+    "face": ("google/owlvit-base-patch32", "OwlViTForObjectDetection", "OwlViTProcessor"),
+    "swin2sr": (
+        "caidas/swin2SR-classical-sr-x4-64",
+        "Swin2SRForImageSuperResolution",
+        "Swin2SRImageProcessor",
+    ),
+}
 
 
 class DownloadError(RuntimeError):
@@ -84,6 +104,42 @@ def download_base(directory: Path, token: str | None) -> Path:
     return directory
 
 
+def download_sdxl(directory: Path, refiner_dir: Path | None, token: str | None) -> Path:
+    import torch
+    from diffusers import AutoencoderKL, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+
+    try:
+        vae = AutoencoderKL.from_pretrained(SDXL_VAE_REPO, torch_dtype=torch.float16, token=token)
+        pipeline = StableDiffusionXLPipeline.from_pretrained(
+            SDXL_REPO, variant="fp16", torch_dtype=torch.float16, vae=vae, token=token
+        )
+        refiner = None
+        if refiner_dir is not None:
+            refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
+                SDXL_REFINER_REPO, variant="fp16", torch_dtype=torch.float16, vae=vae, token=token
+            )
+    except Exception as error:
+        raise explain(error, f"{SDXL_REPO} + {SDXL_VAE_REPO}") from None
+    pipeline.save_pretrained(directory, safe_serialization=True)
+    if refiner is not None:
+        refiner.save_pretrained(refiner_dir, safe_serialization=True)
+    return directory
+
+
+def download_preprocess(directory: Path, token: str | None) -> Path:
+    import transformers
+
+    for folder, (repo, model_class, processor_class) in PREPROCESS.items():
+        try:
+            model = getattr(transformers, model_class).from_pretrained(repo, token=token)
+            processor = getattr(transformers, processor_class).from_pretrained(repo, token=token)
+        except Exception as error:
+            raise explain(error, repo) from None
+        model.save_pretrained(directory / folder, safe_serialization=True)
+        processor.save_pretrained(directory / folder)
+    return directory
+
+
 def download_safety_checker(directory: Path, token: str | None) -> Path:
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPImageProcessor
@@ -109,12 +165,16 @@ def download_template(name: str, directory: Path, token: str | None) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
-    base = sub.add_parser("base", help="SD1.5 + ft-MSE VAE for the trainer")
+    base = sub.add_parser("base", help="SD1.5 + ft-MSE VAE (or SDXL) for the trainer")
     base.add_argument("--dir", type=Path, default=Path("base-weights"))
+    base.add_argument("--family", choices=["sd15", "sdxl"], default="sd15")
+    base.add_argument("--refiner-dir", type=Path, default=Path("refiner-weights"))
+    preprocess = sub.add_parser("preprocess", help="the SDXL trainer's preprocessing models")
+    preprocess.add_argument("--dir", type=Path, default=Path("preprocess-weights"))
     template = sub.add_parser("template", help="a template's checker, ControlNet and annotator")
     template.add_argument("name")
     template.add_argument("--dir", type=Path, default=Path("template-weights"))
-    for command in (base, template):
+    for command in (base, template, preprocess):
         command.add_argument("--token", default=os.environ.get("HF_TOKEN"))
     args = parser.parse_args(argv)
     if args.what == "template":
@@ -127,8 +187,12 @@ def main(argv: list[str] | None = None) -> None:
             )
     try:
         check_reachable()
-        if args.what == "base":
+        if args.what == "base" and args.family == "sdxl":
+            path = download_sdxl(args.dir, args.refiner_dir, args.token)
+        elif args.what == "base":
             path = download_base(args.dir, args.token)
+        elif args.what == "preprocess":
+            path = download_preprocess(args.dir, args.token)
         else:
             path = download_template(args.name, args.dir, args.token)
     except DownloadError as error:

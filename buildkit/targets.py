@@ -12,6 +12,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAINER = "trainer"
+TRAINER_SDXL = "trainer-sdxl"
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,9 @@ def from_cog_yaml(path: Path) -> Target:
     config = yaml.safe_load(Path(path).read_text())
     ref = config.get("run") or config.get("predict")
     environment = dict(item.split("=", 1) for item in config.get("environment", []))
+    trainer = TRAINER_SDXL if "sdxl" in (ref or "") else TRAINER
     return Target(
-        name=environment.get("TEMPLATE", TRAINER),
+        name=environment.get("TEMPLATE", trainer),
         run=ref,
         train=config.get("train"),
         environment=environment,
@@ -67,10 +69,32 @@ def trainer_target() -> Target:
     )
 
 
+def trainer_sdxl_target() -> Target:
+    return Target(
+        name=TRAINER_SDXL,
+        run="trainer/sdxl_predict.py:Predictor",
+        train="trainer/sdxl_predict.py:train",
+        environment={
+            "BASE_MODEL_DIR": "/src/base-weights",
+            "PREPROCESS_WEIGHTS_DIR": "/src/preprocess-weights",
+        },
+        description="SDXL trainer (cog-sdxl's inputs): photos in, trained_model.tar out",
+    )
+
+
+TRAINERS = {TRAINER: trainer_target, TRAINER_SDXL: trainer_sdxl_target}
+
+
+# The SDXL trainer's cog.yaml, checked in beside the root one (the SD1.5 trainer's): Cog builds
+# from the repository root, so select it with `cp cog-trainer-sdxl.yaml cog.yaml` (as
+# replicate/cog-flux's script/select.sh does) or build the context it describes.
+SDXL_COG_YAML = REPO_ROOT / "cog-trainer-sdxl.yaml"
+
+
 def all_targets() -> dict[str, Target]:
     from templates.specs import TEMPLATES
 
-    targets = {TRAINER: trainer_target()}
+    targets = {name: make() for name, make in TRAINERS.items()}
     for spec in TEMPLATES.values():
         targets[spec.name] = Target(
             name=spec.name,
@@ -79,6 +103,7 @@ def all_targets() -> dict[str, Target]:
                 "TEMPLATE": spec.name,
                 "WEIGHTS_DIR": "/src/weights",
                 "TEMPLATE_WEIGHTS_DIR": "/src/template-weights",
+                "BASE_WEIGHTS_DIR": "/src/base-weights",  # the base of an adapter output
             },
             description=f"{spec.name} template: weight-less until /src/weights is copied in",
         )
@@ -86,8 +111,8 @@ def all_targets() -> dict[str, Target]:
 
 
 def get(name: str) -> Target:
-    if name == TRAINER:  # the trainer image carries no template code paths
-        return trainer_target()
+    if name in TRAINERS:  # a trainer image carries no template code paths
+        return TRAINERS[name]()
     targets = all_targets()
     if name not in targets:
         raise SystemExit(f"unknown target {name!r}; choose one of: {', '.join(targets)}")

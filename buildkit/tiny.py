@@ -187,3 +187,107 @@ def write_safety_checker(directory: Path, flag_everything: bool = False) -> Path
     tiny_safety_checker(flag_everything).save_pretrained(directory, safe_serialization=True)
     CLIPImageProcessor(crop_size=32, size=32).save_pretrained(directory)
     return directory
+
+
+# --- SDXL ------------------------------------------------------------------------------------
+# Two text encoders whose hidden states are joined (cross-attention 2 x TEXT_DIM), the second
+# with a projection whose pooled output, with six add_time_ids of TIME_DIM each, conditions the
+# UNet ("text_time"); the refiner has only the second encoder and five time ids (an aesthetic
+# score instead of the target size). Both tokenizers are the real CLIP BPE; the second pads
+# with "!" (id 0), as SDXL's open_clip tokenizer does.
+TIME_DIM = 8
+SDXL_SCHEDULER_CONFIG = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "interpolation_type": "linear",
+    "prediction_type": "epsilon",
+}
+
+
+def tiny_sdxl_unet(seed: int = 0, refiner: bool = False, in_channels: int = 4):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    time_ids = 5 if refiner else 6
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=in_channels,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=TIME_DIM,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=time_ids * TIME_DIM + TEXT_DIM,
+        cross_attention_dim=TEXT_DIM if refiner else 2 * TEXT_DIM,
+        norm_num_groups=32,
+    )
+
+
+def tiny_text_encoder_2(seed: int = 0):
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(seed + 1)
+    return CLIPTextModelWithProjection(_text_config(hidden_act="gelu", pad_token_id=0))
+
+
+def clip_tokenizer_2():
+    """SDXL's second tokenizer: the same vocabulary, padding with "!" (id 0)."""
+    tokenizer = clip_tokenizer()
+    tokenizer.pad_token = "!"
+    return tokenizer
+
+
+def tiny_sdxl_pipeline(seed: int = 0):
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+    return StableDiffusionXLPipeline(
+        vae=tiny_vae(seed),
+        text_encoder=tiny_text_encoder(seed),
+        text_encoder_2=tiny_text_encoder_2(seed),
+        tokenizer=clip_tokenizer(),
+        tokenizer_2=clip_tokenizer_2(),
+        unet=tiny_sdxl_unet(seed),
+        scheduler=EulerDiscreteScheduler(**SDXL_SCHEDULER_CONFIG),
+        force_zeros_for_empty_prompt=True,
+        add_watermarker=False,
+    )
+
+
+def tiny_sdxl_refiner(seed: int = 0):
+    """The refiner: the base's VAE and second text encoder (as SDXL's share them), its own UNet."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline
+
+    return StableDiffusionXLImg2ImgPipeline(
+        vae=tiny_vae(seed),
+        text_encoder=None,
+        text_encoder_2=tiny_text_encoder_2(seed),
+        tokenizer=None,
+        tokenizer_2=clip_tokenizer_2(),
+        unet=tiny_sdxl_unet(seed + 7, refiner=True),
+        scheduler=EulerDiscreteScheduler(**SDXL_SCHEDULER_CONFIG),
+        requires_aesthetics_score=True,
+        force_zeros_for_empty_prompt=False,
+        add_watermarker=False,
+    )
+
+
+def write_sdxl(directory: Path, seed: int = 0) -> Path:
+    """A tiny SDXL base pipeline in `save_pretrained` layout (safetensors only)."""
+    directory = Path(directory)
+    tiny_sdxl_pipeline(seed).save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def write_sdxl_refiner(directory: Path, seed: int = 0) -> Path:
+    directory = Path(directory)
+    tiny_sdxl_refiner(seed).save_pretrained(directory, safe_serialization=True)
+    return directory

@@ -17,6 +17,8 @@ from pathlib import Path
 from core.errors import UserError
 
 MANIFEST_FILE = "manifest.json"
+LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers/peft keys, as save_lora_weights names it
+PLACEHOLDER = "TOK"  # the word prompts use for the trained subject, as on Replicate
 FORMAT_VERSION = 1
 
 
@@ -59,15 +61,25 @@ class Adapter:
 
     lora: str | None = None  # diffusers/peft LoRA: pipeline.load_lora_weights
     lora_kohya: str | None = None  # the same LoRA in kohya keys (Automatic1111, ComfyUI)
+    unet: str | None = None  # a whole fine-tuned UNet to load over the base (SDXL, as cog-sdxl)
     lora_rank: int | None = None
     lora_alpha: float | None = None
-    embeddings: str | None = None  # Automatic1111 form {"emb_params": [n, hidden]}
+    embeddings: str | None = None  # SD1.5 {"emb_params": [n, hidden]}; SDXL {"clip_l", "clip_g"}
     token_string: str | None = None  # the word of a prompt that the new tokens stand for
     tokens: tuple[str, ...] = ()  # the new tokens, e.g. ("<s0>", "<s1>")
 
+    def rewrite(self, prompt: str) -> str:
+        """The prompt with the trained word (token_string, or the placeholder TOK) replaced by
+        the new tokens, e.g. "a photo of TOK" -> "a photo of <s0><s1>"; as written otherwise."""
+        if not self.tokens:
+            return prompt
+        for word in dict.fromkeys(w for w in (self.token_string, PLACEHOLDER) if w):
+            prompt = replace_word(prompt, word, "".join(self.tokens))
+        return prompt
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", tuple(self.tokens))
-        for name in ("lora", "lora_kohya", "embeddings"):
+        for name in ("lora", "lora_kohya", "unet", "embeddings"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or "/" in value or ".." in value):
                 raise ManifestError(f"{MANIFEST_FILE}: adapter.{name} must be a file name")
@@ -175,3 +187,10 @@ def identifier_token(instance_prompt: str, class_prompt: str | None) -> str | No
     common = set(re.findall(r"[\w<>]+", (class_prompt or "").lower()))
     new = [w for w in dict.fromkeys(words) if w not in common]
     return new[0] if len(new) == 1 else None
+
+
+def replace_word(prompt: str, word: str, replacement: str) -> str:
+    """Every whole-word `word` of `prompt` (any case) replaced; `<s0>`-style tokens count as
+    word characters, so "sks" inside "<sks>" or "sksy" is left alone."""
+    pattern = rf"(?<![\w<>]){re.escape(word)}(?![\w<>])"
+    return re.sub(pattern, lambda _: replacement, prompt, flags=re.IGNORECASE)

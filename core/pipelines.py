@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from core import safety
+from core.adapters import Adapters, AdapterWeights
 from core.annotators import Annotator, load_annotator
 from core.controls import ControlType
 from core.errors import UserError, WeightsMissingError
@@ -56,6 +57,7 @@ class Engine:
     family: Family
     base: object  # the txt2img pipeline whose modules every mode shares
     prompts: PromptEncoder
+    adapters: Adapters
     controlnet: object | None = None
     annotator: Annotator | None = None
     checker: safety.SafetyChecker | None = None
@@ -67,7 +69,12 @@ class Engine:
 
     @classmethod
     def load(
-        cls, weights: SDWeights, *, template_dir: Path, control: ControlType | None = None
+        cls,
+        weights: SDWeights,
+        *,
+        template_dir: Path,
+        control: ControlType | None = None,
+        adapter: AdapterWeights | None = None,
     ) -> Engine:
         import diffusers
 
@@ -79,8 +86,11 @@ class Engine:
             feature_extractor=None,
             requires_safety_checker=False,
         )
-        prompts = PromptEncoder(base.tokenizer, base.text_encoder)
-        engine = cls(weights.family, base, prompts, dtype=dtype, fast=FastPath.from_env(device))
+        adapters = Adapters(base, adapter)  # before the prompt encoder: it adds tokens
+        prompts = PromptEncoder(base.tokenizer, base.text_encoder, rewrite=adapters.rewrite)
+        engine = cls(
+            weights.family, base, prompts, adapters, dtype=dtype, fast=FastPath.from_env(device)
+        )
         template_dir = Path(template_dir)
         if control is not None:
             engine.controlnet = _load_controlnet(template_dir, control, device, dtype)
@@ -154,12 +164,18 @@ class Engine:
         if not request.disable_safety_check and self.checker is None:
             raise safety.missing_error(self.checker_dir)
         pipeline = self.pipeline(mode, request.scheduler)
-        control = self.control(request) if mode in CONTROL_MODES else None
-        if control is not None and request.return_processed_control:
-            yield control
-        _log_request(request)
-        embeddings = self.prompts(request.prompt, request.negative_prompt)
-        arguments = mode_arguments(mode, request, control)
+        with self.adapters.active(request.lora_weights, request.lora_scale) as lora:
+            control = self.control(request) if mode in CONTROL_MODES else None
+            if control is not None and request.return_processed_control:
+                yield control
+            _log_request(request)
+            with self.adapters.text_encoder_scaled(lora):
+                variant = self.adapters.prompt_variant(lora)
+                embeddings = self.prompts(request.prompt, request.negative_prompt, variant)
+            arguments = {**mode_arguments(mode, request, control), **lora.pipeline_arguments()}
+            yield from self._kept_images(pipeline, request, embeddings, arguments)
+
+    def _kept_images(self, pipeline, request, embeddings, arguments) -> Iterator[Image.Image]:
         seeds = [request.seed + i for i in range(request.num_outputs)]
         batches = [seeds] if self.fast.batches else [[seed] for seed in seeds]
         kept = 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 
@@ -75,7 +76,11 @@ def plain(text: str):
 
 
 class PromptEncoder:
-    def __init__(self, tokenizer, text_encoder):
+    """`rewrite` runs on every prompt first (an adapter's trained word -> its new tokens), so
+    the weighting syntax works on top of it. `variant` names what else the embeddings depend
+    on (the text encoder's LoRAs and their scale): it is part of the cache key."""
+
+    def __init__(self, tokenizer, text_encoder, rewrite: Callable[[str], str] | None = None):
         from compel import Compel
         from compel.prompt_parser import PromptParser
 
@@ -84,7 +89,8 @@ class PromptEncoder:
             tokenizer=tokenizer, text_encoder=text_encoder, truncate_long_prompts=False
         )
         self.parser = PromptParser()
-        self.cache: OrderedDict[str, tuple[torch.Tensor, str | None]] = OrderedDict()
+        self.rewrite = rewrite or (lambda text: text)
+        self.cache: OrderedDict[tuple, tuple[torch.Tensor, str | None]] = OrderedDict()
 
     def structure(self, text: str):
         """(compel's structure for `text`, why it is plain text or None): parsed when it has
@@ -111,25 +117,27 @@ class PromptEncoder:
             embeddings, _ = self.compel.build_conditioning_tensor_for_conjunction(plain(text))
         return embeddings, reason
 
-    def encode(self, text: str, label: str) -> torch.Tensor:
+    def encode(self, text: str, label: str, variant: tuple = ()) -> torch.Tensor:
         """The embeddings of `text`, from the cache of recent prompts when it is there."""
-        if text in self.cache:
-            self.cache.move_to_end(text)
+        text = self.rewrite(text)
+        key = (variant, text)
+        if key in self.cache:
+            self.cache.move_to_end(key)
         else:
-            self.cache[text] = self._embed(text)
+            self.cache[key] = self._embed(text)
             if len(self.cache) > CACHED_PROMPTS:
                 self.cache.popitem(last=False)
-        embeddings, reason = self.cache[text]
+        embeddings, reason = self.cache[key]
         if reason:
             log.warning("%s is used as plain text: %s", label, reason)
         return embeddings
 
     @torch.no_grad()
     def __call__(
-        self, prompt: str, negative_prompt: str | None
+        self, prompt: str, negative_prompt: str | None, variant: tuple = ()
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        positive = self.encode(prompt, "prompt")
-        negative = self.encode(negative_prompt or "", "negative_prompt")
+        positive = self.encode(prompt, "prompt", variant)
+        negative = self.encode(negative_prompt or "", "negative_prompt", variant)
         positive, negative = self.compel.pad_conditioning_tensors_to_same_length(
             [positive, negative]
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 from PIL import Image
 
@@ -37,6 +38,7 @@ STRENGTH = Bound(0.0, 1.0)
 CONDITIONING_SCALE = Bound(0.0, 4.0)
 SEED = Bound(0, 2**32 - 1)
 CANNY_THRESHOLD = Bound(1, 255)
+LORA_SCALE = Bound(0.0, 1.0)
 LIMITS = {
     "num_outputs": NUM_OUTPUTS,
     "num_inference_steps": STEPS,
@@ -44,6 +46,7 @@ LIMITS = {
     "prompt_strength": STRENGTH,
     "controlnet_conditioning_scale": CONDITIONING_SCALE,
     "seed": SEED,
+    "lora_scale": LORA_SCALE,
 }
 
 
@@ -75,6 +78,8 @@ class GenerationRequest:
     controlnet_conditioning_scale: float = 1.0
     control_params: dict = field(default_factory=dict)
     return_processed_control: bool = False
+    lora_scale: float = 0.6  # of every LoRA the request runs (the weights' and lora_weights)
+    lora_weights: Path | None = None  # an uploaded LoRA file or adapter output.zip
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):

@@ -3,6 +3,8 @@
     $WEIGHTS_DIR           (default weights/, /src/weights in the image) the SD weights: the
                            trainer's output.zip unzipped (diffusers folder + manifest.json), or a
                            plain diffusers folder. Copied in by the build step.
+    $BASE_WEIGHTS_DIR      (default base-weights/) the base an adapter output in $WEIGHTS_DIR
+                           (lora, textual_inversion, pivotal) loads on top of: core/adapters.py
     $TEMPLATE_WEIGHTS_DIR  (default template-weights/) the template's own: safety-checker/,
                            controlnet/, annotator/. Fetched by script/download-weights.
 
@@ -69,6 +71,10 @@ def weights_dir() -> Path:
     return Path(os.environ.get("WEIGHTS_DIR", "weights"))
 
 
+def base_weights_dir() -> Path:
+    return Path(os.environ.get("BASE_WEIGHTS_DIR", "base-weights"))
+
+
 def template_weights_dir() -> Path:
     return Path(os.environ.get("TEMPLATE_WEIGHTS_DIR", "template-weights"))
 
@@ -125,7 +131,7 @@ def _family(directory: Path, index: dict) -> Family:
     return PIPELINE_FAMILIES[class_name]
 
 
-def _manifest(directory: Path) -> Manifest | None:
+def read_manifest(directory: Path) -> Manifest | None:
     try:
         return Manifest.read(directory)
     except ManifestError as error:
@@ -157,7 +163,7 @@ def find(directory: Path | None = None) -> SDWeights | None:
         return None
     index = read_json(directory, "model_index.json")
     family = _family(directory, index)
-    manifest = _manifest(directory)
+    manifest = read_manifest(directory)
     _check_family(directory, family, manifest)
     for part in MODEL_PARTS[family] + OTHER_PARTS[family]:
         _check_listed(directory, index, part)

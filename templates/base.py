@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from core import logs, weights
+from core.adapters import find_weights
 from core.errors import UserError
 from core.images import open_mask, open_rgb
 from core.pipelines import Engine
 from core.requests import GenerationRequest
+from core.uploads import require_upload
 from templates.outputs import OutputFolder
 from templates.specs import TemplateSpec, current
 
@@ -40,14 +42,15 @@ class TemplateRunner:
         logs.configure()
         self.spec = current(self.default_template)
         self.outputs = OutputFolder(self.spec.name)
-        self.sd, self.engine, self.unusable = None, None, None
+        self.sd, self.engine, self.unusable, adapter = None, None, None, None
         try:
-            self.sd = weights.find()
+            self.sd, adapter = find_weights()
             if self.sd is not None:
                 self.engine = Engine.load(
                     self.sd,
                     template_dir=weights.template_weights_dir(),
                     control=self.spec.control,
+                    adapter=adapter,
                 )
         except UserError as error:
             self.unusable = error
@@ -56,7 +59,13 @@ class TemplateRunner:
         if self.sd is None:
             print(weights.TEMPLATE_MESSAGE, flush=True)
             return
-        print(f"{self.spec.name}: loaded {self.sd.directory.name}/ ({self.sd.family.value})")
+        self.default_prompt = (
+            adapter.manifest.instance_prompt if adapter else self.sd.default_prompt
+        )
+        on_top = f" + the {adapter.manifest.method.value} adapter in weights/" if adapter else ""
+        print(
+            f"{self.spec.name}: loaded {self.sd.directory.name}/{on_top} ({self.sd.family.value})"
+        )
 
     def ready(self) -> Engine:
         """The engine, or the reason this template cannot generate."""
@@ -72,16 +81,22 @@ class TemplateRunner:
             images[name] = open_rgb(path, label=name) if path is not None else None
         mask = inputs.pop("mask", None)
         images["mask"] = open_mask(mask, label="mask") if mask is not None else None
-        prompt = inputs.pop("prompt") or self.sd.default_prompt
+        prompt = inputs.pop("prompt") or self.default_prompt
         if not prompt:
             raise UserError("prompt is required: these weights record no instance prompt")
+        lora_weights = require_upload("lora_weights", inputs.pop("lora_weights", None))
         seed = inputs.pop("seed")
         seed = random.randint(0, 2**32 - 1) if seed is None else seed
         control_params = {
             k: inputs.pop(k) for k in ("low_threshold", "high_threshold") if k in inputs
         }
         return GenerationRequest(
-            prompt=prompt, seed=seed, control_params=control_params, **images, **inputs
+            prompt=prompt,
+            seed=seed,
+            control_params=control_params,
+            lora_weights=lora_weights,
+            **images,
+            **inputs,
         )
 
     def generate(self, inputs: dict) -> Iterator[Path]:

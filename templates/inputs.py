@@ -126,6 +126,23 @@ INPUTS = [
         default=False,
     ),
     InputSpec(
+        "lora_scale",
+        float,
+        "Strength of the LoRA: the weights' own (a LoRA training's output) and lora_weights'; "
+        "0 gives the base model's image.",
+        default=0.6,
+        ge=requests.LORA_SCALE.low,
+        le=requests.LORA_SCALE.high,
+    ),
+    InputSpec(
+        "lora_weights",
+        Path,
+        "A LoRA for this request only: a URL or file of a LoRA training's output.zip, or of a "
+        "diffusers or kohya LoRA .safetensors (SD1.5). Applied on top of the weights.",
+        default=None,
+        nullable=True,
+    ),
+    InputSpec(
         "controlnet_conditioning_scale",
         float,
         "How strongly the control image steers the image.",
@@ -169,6 +186,8 @@ GENERATION = (
     "scheduler",
     "seed",
     "disable_safety_check",
+    "lora_scale",
+    "lora_weights",
 )
 CONTROL = ("controlnet_conditioning_scale", "return_processed_control")
 # adapter class -> (the template it serves when $TEMPLATE is unset, its inputs in order)

@@ -108,6 +108,16 @@ class Inputs:
         default=False,
         description="Skip the safety checker, which otherwise drops flagged images.",
     )
+    lora_scale = Input(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        description="Strength of the LoRA: the weights' own (a LoRA training's output) and lora_weights'; 0 gives the base model's image.",
+    )
+    lora_weights = Input(
+        default=None,
+        description="A LoRA for this request only: a URL or file of a LoRA training's output.zip, or of a diffusers or kohya LoRA .safetensors (SD1.5). Applied on top of the weights.",
+    )
     controlnet_conditioning_scale = Input(
         default=1.0,
         ge=0.0,
@@ -151,6 +161,8 @@ class Vanilla(TemplateRunner, BaseRunner):
         scheduler: str = Inputs.scheduler,
         seed: int | None = Inputs.seed,
         disable_safety_check: bool = Inputs.disable_safety_check,
+        lora_scale: float = Inputs.lora_scale,
+        lora_weights: Path | None = Inputs.lora_weights,
     ) -> Iterator[Path]:
         inputs = dict(locals())
         del inputs["self"]
@@ -177,6 +189,8 @@ class ControlNet(TemplateRunner, BaseRunner):
         scheduler: str = Inputs.scheduler,
         seed: int | None = Inputs.seed,
         disable_safety_check: bool = Inputs.disable_safety_check,
+        lora_scale: float = Inputs.lora_scale,
+        lora_weights: Path | None = Inputs.lora_weights,
         controlnet_conditioning_scale: float = Inputs.controlnet_conditioning_scale,
         return_processed_control: bool = Inputs.return_processed_control,
     ) -> Iterator[Path]:
@@ -205,6 +219,8 @@ class Canny(TemplateRunner, BaseRunner):
         scheduler: str = Inputs.scheduler,
         seed: int | None = Inputs.seed,
         disable_safety_check: bool = Inputs.disable_safety_check,
+        lora_scale: float = Inputs.lora_scale,
+        lora_weights: Path | None = Inputs.lora_weights,
         controlnet_conditioning_scale: float = Inputs.controlnet_conditioning_scale,
         return_processed_control: bool = Inputs.return_processed_control,
         low_threshold: int = Inputs.low_threshold,

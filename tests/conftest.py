@@ -76,3 +76,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def adapter_outputs(tmp_path_factory, tiny_sd15, photo_zip):
+    """{"lora": AdapterOutput, "textual_inversion": ...}: trained on tiny_sd15, built once."""
+    from tests.adapter_outputs import build
+
+    return build(tmp_path_factory.mktemp("adapter-outputs"), tiny_sd15, photo_zip)

@@ -9,23 +9,20 @@ are configured from the base folder, so nothing is fetched from the hub.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import families
 from core.errors import UserError, WeightsMissingError
+from core.families import FamilySpec
 from core.fingerprint import fingerprint_dir, fingerprint_file
 from core.manifest import Family, Manifest
 from core.safetensors_file import read_header
 
 log = logging.getLogger(__name__)
 DEFAULT_BASE_DIR = "base-weights"
-PIPELINE_FAMILIES = {
-    "StableDiffusionPipeline": Family.SD15,
-    "StableDiffusionXLPipeline": Family.SDXL,
-}
 
 
 def base_model_dir() -> Path:
@@ -45,23 +42,35 @@ class BaseModel:
     def __post_init__(self) -> None:
         self.components = dict(self.pipeline.components)
 
+    @property
+    def spec(self) -> FamilySpec:
+        return families.of(self.family)
 
-def describe_base(directory: Path) -> tuple[str, Family]:
-    """Check the folder is a usable base and say what it is, without loading weights."""
-    index = directory / "model_index.json"
-    if not index.is_file():
+
+def describe_base(directory: Path, wanted: Family | None = None) -> tuple[str, Family]:
+    """Check the folder is a usable base and say what it is, without loading weights.
+
+    The family is read from model_index.json (core/families.py); a trainer of one family
+    (`wanted`) refuses a base of another before anything is loaded.
+    """
+    if not (directory / families.MODEL_INDEX).is_file():
+        flag = "" if wanted in (None, Family.SD15) else f" --family {wanted.value}"
         raise WeightsMissingError(
             f"No base model at {directory.resolve()} (BASE_MODEL_DIR): model_index.json is "
-            "missing. Run `script/download-weights` (real SD1.5; needs network and a Hugging Face "
-            "token) or `script/make-tiny-weights base-weights` (tiny, offline)."
+            f"missing. Run `script/download-weights base{flag}` (real weights; needs network) or "
+            f"`script/make-tiny-weights base-weights{flag}` (tiny, offline)."
         )
-    class_name = json.loads(index.read_text()).get("_class_name", "")
-    if class_name not in PIPELINE_FAMILIES:
+    try:
+        spec = families.detect(directory)
+    except families.FamilyError as error:
+        raise WeightsMissingError(str(error)) from None
+    if wanted is not None and spec.family is not wanted:
         raise WeightsMissingError(
-            f"{index}: _class_name {class_name!r} is not a supported base; "
-            f"expected one of {', '.join(PIPELINE_FAMILIES)}"
+            f"The base model in {directory.name}/ is {spec.label} ({spec.base_class}), but this "
+            f"trainer trains {families.of(wanted).label}: point BASE_MODEL_DIR at an "
+            f"{families.of(wanted).label} base"
         )
-    return class_name, PIPELINE_FAMILIES[class_name]
+    return spec.base_class, spec.family
 
 
 @dataclass(frozen=True)
@@ -76,9 +85,9 @@ class BaseRef:
     family: Family
 
 
-def identify(directory: Path, ckpt_base: Path | None) -> BaseRef:
+def identify(directory: Path, ckpt_base: Path | None, wanted: Family | None = None) -> BaseRef:
     """The base a run will start from: the folder, or `ckpt_base` configured from it."""
-    class_name, family = describe_base(directory)
+    class_name, family = describe_base(directory, wanted)
     if ckpt_base is not None:
         check_checkpoint(ckpt_base, family)
         # configured from the folder (scheduler, tokenizer): both make the identity
@@ -90,23 +99,23 @@ def identify(directory: Path, ckpt_base: Path | None) -> BaseRef:
     return BaseRef(directory, None, class_name, name, fingerprint_dir(directory), family)
 
 
-# Key prefixes of original-layout (LDM) single-file checkpoints.
-FAMILY_NAMES = {Family.SD15: "SD1.5", Family.SDXL: "SDXL"}
+# Key prefix of the UNet in original-layout (LDM) single-file checkpoints, of every family.
 UNET_PREFIX = "model.diffusion_model."
-SDXL_PREFIX = "conditioner.embedders."
 
 
 def check_checkpoint(path: Path, family: Family) -> None:
     """A ckpt_base must be a complete safetensors file holding a checkpoint of this family."""
     keys = read_header(path, label="ckpt_base").keys
-    if family is Family.SD15 and any(k.startswith(SDXL_PREFIX) for k in keys):
+    found, spec = families.of_checkpoint(keys), families.of(family)
+    if found is not None and found is not spec:
         raise UserError(
-            f"ckpt_base: {path.name} is an SDXL checkpoint, but this trainer's base is SD1.5"
+            f"ckpt_base: {path.name} is an {found.label} checkpoint, but this trainer's base is "
+            f"{spec.label}"
         )
     if not any(k.startswith(UNET_PREFIX) for k in keys):
         sample = ", ".join(sorted(keys)[:3]) or "none"
         raise UserError(
-            f"ckpt_base: {path.name} is missing the UNet weights of an {FAMILY_NAMES[family]} "
+            f"ckpt_base: {path.name} is missing the UNet weights of an {spec.label} "
             f"checkpoint (no {UNET_PREFIX}* tensors; found {len(keys)} tensors such as "
             f"{sample}). Expected a single-file checkpoint in the original layout, as "
             "Automatic1111 and Civitai share them."

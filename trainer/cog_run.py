@@ -12,17 +12,47 @@ from pathlib import Path
 FILE_INPUTS = ("instance_data", "class_data", "ckpt_base")
 
 
-def check_base() -> None:
+def check_base(family: str | None = None) -> None:
     """At setup: say whether a base model is there, without failing (the image may lack it)."""
     from core import logs
     from core.errors import WeightsMissingError
+    from core.manifest import Family
     from trainer.base_model import base_model_dir, describe_base
 
     logs.configure()
     try:
-        describe_base(base_model_dir())
+        describe_base(base_model_dir(), Family(family) if family else None)
     except WeightsMissingError as error:
         logging.warning("%s (training requests will fail until it is there)", error)
+
+
+def check_sdxl_base() -> None:
+    check_base("sdxl")
+
+
+def run_sdxl_training(inputs: dict) -> Path:
+    """The SDXL trainer's request: returns trained_model.tar and records the metrics."""
+    from cog import current_scope
+
+    from core import logs
+    from core.errors import with_cause
+    from core.logs import LogTail
+    from core.uploads import require_upload
+    from trainer.sdxl_config import SDXLConfig
+    from trainer.sdxl_job import train
+
+    logs.configure()
+    require_upload("input_images", inputs["input_images"])
+    with LogTail() as tail:
+        try:
+            result = train(SDXLConfig(**inputs))
+        except Exception as error:
+            raise with_cause(error, tail.text()) from error
+    scope = current_scope()
+    scope.record_metric("steps", result.steps)
+    scope.record_metric("resumed_from_step", result.resumed_from)
+    scope.record_metric("final_loss", result.summary["final_loss"])
+    return result.output
 
 
 def run_training(inputs: dict) -> Path:

@@ -19,34 +19,53 @@ from PIL import Image, ImageOps
 ENCODE_BATCH = 4
 
 
+@dataclass(frozen=True)
+class Crop:
+    """Where a photo's square came from: its original size, its resized size, the crop's corner.
+
+    SDXL conditions on the original size and the crop's top-left corner (`add_time_ids`).
+    """
+
+    original: tuple[int, int]  # (height, width) as the photo came
+    resized: tuple[int, int]  # (width, height) after the shorter side became the resolution
+    left: int
+    top: int
+    size: int
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return (self.left, self.top, self.left + self.size, self.top + self.size)
+
+    def mirrored(self) -> Crop:
+        """The same square of the horizontally mirrored photo."""
+        left = self.resized[0] - self.left - self.size
+        return Crop(self.original, self.resized, left, self.top, self.size)
+
+
+def plan_crop(size: tuple[int, int], resolution: int, center: bool, rng: random.Random) -> Crop:
+    """Resize the shorter side to `resolution`, then a square (centred or random)."""
+    scale = resolution / min(size)
+    width, height = (max(resolution, round(side * scale)) for side in size)
+    if center:
+        left, top = (width - resolution) // 2, (height - resolution) // 2
+    else:
+        left = rng.randint(0, width - resolution)
+        top = rng.randint(0, height - resolution)
+    return Crop((size[1], size[0]), (width, height), left, top, resolution)
+
+
+def apply_crop(image: Image.Image, crop: Crop, resample=Image.Resampling.BICUBIC) -> Image.Image:
+    return image.resize(crop.resized, resample).crop(crop.box)
+
+
 def square_crop(image: Image.Image, resolution: int, center: bool, rng: random.Random):
     """Resize the shorter side to `resolution`, then crop a square (centred or random)."""
-    scale = resolution / min(image.size)
-    width, height = (max(resolution, round(side * scale)) for side in image.size)
-    size = (width, height)
-    image = image.resize(size, Image.Resampling.BICUBIC)
-    if center:
-        left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
-    else:
-        left = rng.randint(0, image.width - resolution)
-        top = rng.randint(0, image.height - resolution)
-    return image.crop((left, top, left + resolution, top + resolution))
+    return apply_crop(image, plan_crop(image.size, resolution, center, rng))
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1)
-
-
-def tokenize(tokenizer, captions: list[str], pad_tokens: bool) -> list[torch.Tensor]:
-    """Token ids per caption: padded to 77 with `pad_tokens`, else as long as the caption."""
-    ids = tokenizer(
-        captions,
-        padding="max_length" if pad_tokens else "do_not_pad",
-        truncation=True,
-        max_length=tokenizer.model_max_length,
-    ).input_ids
-    return [torch.tensor(row) for row in ids]
 
 
 def pad_batch(rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:
@@ -69,69 +88,132 @@ def encode(vae, pixels: torch.Tensor, device, dtype) -> tuple[torch.Tensor, torc
     return torch.cat(means), torch.cat(stds)
 
 
+def mask_tensor(masks: list[Image.Image], crops: list[Crop], latent_size: int, mirror: bool):
+    """Masks cropped like their photos, at the latents' size: [n, 1, h, w] in 0..1."""
+    rows = []
+    for mask, crop in zip(masks, crops, strict=True):
+        square = apply_crop(mask.convert("L"), crop, Image.Resampling.BILINEAR)
+        square = ImageOps.mirror(square) if mirror else square
+        small = square.resize((latent_size, latent_size), Image.Resampling.BILINEAR)
+        rows.append(torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0))
+    return torch.stack(rows).unsqueeze(1)
+
+
 @dataclass
-class ImageSet:
-    """One kind of photo (instance or class): cached latents and token ids."""
+class View:
+    """One way each photo is seen (as it is, or mirrored): latents, masks, size conditioning."""
 
     mean: torch.Tensor
     std: torch.Tensor
-    flipped: tuple[torch.Tensor, torch.Tensor] | None
-    input_ids: list[torch.Tensor]
+    masks: torch.Tensor | None = None  # [n, 1, h, w] loss weights, at the latents' size
+    time_ids: torch.Tensor | None = None  # [n, k] the family's size conditioning (SDXL)
+
+
+@dataclass
+class ImageSet:
+    """One kind of photo (instance or class): cached latents, token ids, and how each was cut."""
+
+    plain: View
+    flipped: View | None
+    input_ids: list[tuple[torch.Tensor, ...]]  # per photo, its ids from each tokenizer
     captions: list[str]
+    crops: list[Crop]
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.plain.mean
 
     def __len__(self) -> int:
         return len(self.captions)
 
-    def sample(self, indices: list[int], generator: torch.Generator, scale: float) -> torch.Tensor:
-        index = torch.tensor(indices, device=self.mean.device)
-        mean, std = self.mean[index], self.std[index]
+    def sample(self, indices: list[int], generator: torch.Generator, scale: float):
+        """(latents, masks or None, time ids or None) of the rows, each drawn anew."""
+        index = torch.tensor(indices, device=self.plain.mean.device)
+        picked = [_rows(part, index) for part in _parts(self.plain)]
         if self.flipped is not None:
             flip = torch.rand(len(indices), generator=generator) < 0.5
-            flip = flip.to(self.mean.device).view(-1, 1, 1, 1)
-            mean = torch.where(flip, self.flipped[0][index], mean)
-            std = torch.where(flip, self.flipped[1][index], std)
+            mirrored = [_rows(part, index) for part in _parts(self.flipped)]
+            picked = [_choose(flip, b, a) for a, b in zip(picked, mirrored, strict=True)]
+        mean, std, masks, time_ids = picked
         noise = torch.randn(mean.shape, generator=generator).to(mean.device)
-        return (mean + std * noise) * scale
+        return (mean + std * noise) * scale, masks, time_ids
+
+
+def _parts(view: View) -> tuple:
+    return (view.mean, view.std, view.masks, view.time_ids)
+
+
+def _rows(tensor: torch.Tensor | None, index: torch.Tensor):
+    return None if tensor is None else tensor[index.to(tensor.device)]
+
+
+def _choose(flip: torch.Tensor, mirrored, plain):
+    if plain is None:
+        return None
+    where = flip.to(plain.device).view(-1, *([1] * (plain.dim() - 1)))
+    return torch.where(where, mirrored, plain)
+
+
+@dataclass(frozen=True)
+class Encoders:
+    """What turns photos and captions into an ImageSet: the VAE, the family's tokenizers."""
+
+    vae: object
+    side: object  # trainer.families.FamilySide
+    components: dict
+    device: torch.device
+    dtype: torch.dtype
 
 
 def build_image_set(
     images,
     captions,
     *,
-    vae,
-    tokenizer,
+    encoders: Encoders,
     resolution,
     center_crop,
     hflip,
     pad_tokens,
     seed,
-    device,
-    dtype,
+    masks=None,
 ) -> ImageSet:
     rng = random.Random(seed)
-    crops = [square_crop(image, resolution, center_crop, rng) for image in images]
-    pixels = torch.stack([to_tensor(c) for c in crops])
-    mean, std = encode(vae, pixels, device, dtype)
-    flipped = None
-    if hflip:
-        mirrored = torch.stack([to_tensor(ImageOps.mirror(c)) for c in crops])
-        flipped = encode(vae, mirrored, device, dtype)
-    ids = tokenize(tokenizer, captions, pad_tokens)
-    return ImageSet(mean, std, flipped, ids, list(captions))
+    crops = [plan_crop(image.size, resolution, center_crop, rng) for image in images]
+    squares = [apply_crop(image, crop) for image, crop in zip(images, crops, strict=True)]
+    plain = _view(encoders, squares, crops, masks, resolution, mirror=False)
+    flipped = _view(encoders, squares, crops, masks, resolution, mirror=True) if hflip else None
+    ids = encoders.side.tokenize(encoders.components, list(captions), pad_tokens)
+    return ImageSet(plain, flipped, ids, list(captions), crops)
+
+
+def _view(encoders: Encoders, squares, crops, masks, resolution: int, mirror: bool) -> View:
+    seen = [ImageOps.mirror(c) for c in squares] if mirror else squares
+    pixels = torch.stack([to_tensor(c) for c in seen])
+    mean, std = encode(encoders.vae, pixels, encoders.device, encoders.dtype)
+    view = View(mean, std)
+    if masks is not None:
+        view.masks = mask_tensor(masks, crops, mean.shape[-1], mirror).to(mean.device)
+    placed = [c.mirrored() if mirror else c for c in crops]
+    rows = [encoders.side.time_ids(c.original, (c.top, c.left), resolution) for c in placed]
+    if rows and rows[0]:
+        view.time_ids = torch.tensor(rows, dtype=torch.float32, device=mean.device)
+    return view
 
 
 @dataclass
 class Batch:
     latents: torch.Tensor
-    input_ids: torch.Tensor
+    input_ids: tuple[torch.Tensor, ...]  # one [batch, tokens] tensor per tokenizer
     n_instance: int  # the first n rows are instance photos, the rest class photos
+    masks: torch.Tensor | None = None
+    time_ids: torch.Tensor | None = None
 
 
 @dataclass
 class TrainingSet:
     instance: ImageSet
     prior: ImageSet | None
-    pad_id: int
+    pad_ids: tuple[int, ...]
     latent_scale: float
 
     def __len__(self) -> int:
@@ -150,11 +232,27 @@ class TrainingSet:
 
     def batch(self, indices: list[int], generator: torch.Generator) -> Batch:
         rows = [i % len(self.instance) for i in indices]
-        latents = self.instance.sample(rows, generator, self.latent_scale)
+        latents, masks, time_ids = self.instance.sample(rows, generator, self.latent_scale)
         ids = [self.instance.input_ids[i] for i in rows]
         if self.prior is not None:
             prior_rows = [i % len(self.prior) for i in indices]
-            prior = self.prior.sample(prior_rows, generator, self.latent_scale)
+            prior, prior_masks, prior_time_ids = self.prior.sample(
+                prior_rows, generator, self.latent_scale
+            )
             latents = torch.cat([latents, prior])
+            masks = _join(masks, prior_masks)
+            time_ids = None if time_ids is None else torch.cat([time_ids, prior_time_ids])
             ids += [self.prior.input_ids[i] for i in prior_rows]
-        return Batch(latents, pad_batch(ids, self.pad_id), n_instance=len(rows))
+        per_tokenizer = [
+            pad_batch([row[k] for row in ids], pad) for k, pad in enumerate(self.pad_ids)
+        ]
+        return Batch(latents, tuple(per_tokenizer), len(rows), masks, time_ids)
+
+
+def _join(masks, prior_masks):
+    """Instance masks with the class photos' masks: both or neither."""
+    if masks is None and prior_masks is None:
+        return None
+    if masks is None or prior_masks is None:
+        raise ValueError("masks are given for instance photos or class photos, not both")
+    return torch.cat([masks, prior_masks])

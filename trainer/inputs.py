@@ -34,13 +34,13 @@ def _kind(annotation) -> tuple[type, bool]:
     return annotation, False
 
 
-def spec_of(field, hints: dict) -> InputSpec:
+def spec_of(field, hints: dict, choice_names: dict[str, str] = CHOICE_NAMES) -> InputSpec:
     kind, nullable = _kind(hints[field.name])
     bounds = field.metadata["input"]
     default = REQUIRED if field.default is MISSING else field.default
     choices = None
     if isinstance(kind, type) and issubclass(kind, Enum):
-        choices = Choices(CHOICE_NAMES[field.name], tuple(member.value for member in kind))
+        choices = Choices(choice_names[field.name], tuple(member.value for member in kind))
         default, kind = (default.value if isinstance(default, Enum) else default), str
     return InputSpec(
         field.name,

@@ -22,11 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.manifest import Family
 from trainer import base_model, class_images, export, loop, retention
 from trainer.accelerator import make_accelerator, weight_dtype
 from trainer.checkpoints import CheckpointStore
 from trainer.config import TrainConfig
-from trainer.data import TrainingSet, build_image_set
+from trainer.data import Encoders, TrainingSet, build_image_set
+from trainer.families import side_for
 from trainer.methods import make_method
 from trainer.photos import load_archive
 
@@ -77,20 +79,24 @@ def captions_for(photos, default: str, rewrite) -> list[str]:
     return [rewrite(photo.caption or default) for photo in photos]
 
 
-def build_training_set(cfg, base, photos, prior_images, accelerator, rewrite) -> TrainingSet:
+def encoders_for(base, side, accelerator) -> Encoders:
+    """The VAE (placed for encoding) and the family's tokenizers, for build_image_set."""
     parts = base.components
     device, dtype = accelerator.device, weight_dtype(accelerator)
     parts["vae"].to(device=device, dtype=dtype)
+    return Encoders(parts["vae"], side, parts, device, dtype)
+
+
+def build_training_set(cfg, base, photos, prior_images, accelerator, method) -> TrainingSet:
+    encoders = encoders_for(base, method.side, accelerator)
+    rewrite = method.rewrite
     common = dict(
-        vae=parts["vae"],
-        tokenizer=parts["tokenizer"],
+        encoders=encoders,
         resolution=cfg.resolution,
         center_crop=cfg.center_crop,
         hflip=cfg.hflip,
         pad_tokens=cfg.pad_tokens,
         seed=cfg.seed,
-        device=device,
-        dtype=dtype,
     )
     instance = build_image_set(
         [p.image for p in photos], captions_for(photos, cfg.instance_prompt, rewrite), **common
@@ -101,8 +107,8 @@ def build_training_set(cfg, base, photos, prior_images, accelerator, rewrite) ->
     return TrainingSet(
         instance,
         prior,
-        pad_id=parts["tokenizer"].pad_token_id,
-        latent_scale=parts["vae"].config.scaling_factor,
+        pad_ids=method.side.pad_ids(base.components),
+        latent_scale=encoders.vae.config.scaling_factor,
     )
 
 
@@ -149,7 +155,7 @@ def train(cfg: TrainConfig, callbacks: Sequence[loop.StepCallback] = ()) -> Resu
     However the run ends (success, error, cancel), only its checkpoints (for a resume) and
     its output.zip stay on disk; retention.py bounds how many runs keep even those.
     """
-    base_ref = base_model.identify(base_model.base_model_dir(), cfg.ckpt_base)
+    base_ref = base_model.identify(base_model.base_model_dir(), cfg.ckpt_base, Family.SD15)
     run_dir = work_root() / "runs" / run_id(cfg, base_ref.fingerprint)
     accelerator = make_accelerator(cfg.mixed_precision, cfg.gradient_accumulation_steps)
     main = accelerator.is_main_process
@@ -181,9 +187,9 @@ def _train_in(run_dir: Path, cfg, base_ref, accelerator, callbacks) -> Result:
     base = base_model.load(base_ref, run_dir)
     with accelerator.main_process_first():
         prior = prior_images(cfg, base, run_dir, accelerator, scratch)
-    method = make_method(cfg, base.components)
+    method = make_method(cfg, base.components, side_for(base.spec))
     prepare_modules(cfg, base, method, accelerator)
-    data = build_training_set(cfg, base, photos, prior, accelerator, method.rewrite)
+    data = build_training_set(cfg, base, photos, prior, accelerator, method)
     base.components["vae"].to("cpu")  # latents are cached; needed again only for samples
     total = cfg.total_steps(len(data), accelerator.num_processes)
     store = CheckpointStore(run_dir / "checkpoints")
@@ -208,8 +214,9 @@ def prepare_modules(cfg, base, method, accelerator) -> None:
     method.prepare(accelerator.device, weight_dtype(accelerator))
     if cfg.gradient_checkpointing:
         parts["unet"].enable_gradient_checkpointing()
-        if method.text_encoder_trains():
-            parts["text_encoder"].gradient_checkpointing_enable()
+        for name in method.text_encoders:
+            if method.text_encoder_trains(name):
+                parts[name].gradient_checkpointing_enable()
     if accelerator.device.type == "cuda" and _xformers_available():
         parts["unet"].enable_xformers_memory_efficient_attention()
 

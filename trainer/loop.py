@@ -93,11 +93,11 @@ def micro_step_loss(
     timesteps = sample_timesteps(noise_scheduler, len(latents), generator, latents.device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     conditioning = method.conditioning(batch.input_ids)
-    prediction = method.unet(noisy, timesteps, conditioning).sample
+    prediction = method.predict(noisy, timesteps, conditioning, batch.time_ids)
     target = target_for(noise_scheduler, latents, noise, timesteps)
     weights = loss_weights(noise_scheduler, timesteps, cfg.snr_gamma)
     total, _, _ = denoising_loss(
-        prediction, target, weights, batch.n_instance, cfg.prior_loss_weight
+        prediction, target, weights, batch.n_instance, cfg.prior_loss_weight, batch.masks
     )
     return total
 

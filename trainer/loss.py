@@ -47,9 +47,15 @@ def loss_weights(scheduler, timesteps: torch.Tensor, snr_gamma: float) -> torch.
     return clipped / ratio
 
 
-def denoising_loss(prediction, target, weights, n_instance: int, prior_weight: float):
-    """(total, instance part, prior part). Rows after `n_instance` are class photos."""
+def denoising_loss(prediction, target, weights, n_instance: int, prior_weight: float, masks=None):
+    """(total, instance part, prior part). Rows after `n_instance` are class photos.
+
+    `masks` ([batch, 1, h, w], 0..1) weight each latent pixel's error, as cog-sdxl's masked
+    loss does: the subject counts, the background barely.
+    """
     per_example = F.mse_loss(prediction.float(), target.float(), reduction="none")
+    if masks is not None:
+        per_example = per_example * masks.to(per_example.dtype)
     per_example = per_example.mean(dim=(1, 2, 3)) * weights
     instance = per_example[:n_instance].mean()
     if len(per_example) == n_instance:

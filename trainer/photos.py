@@ -19,9 +19,9 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
+from core.archive import ArchiveLimits, extract
 from core.errors import UserError
 from core.images import IMAGE_EXTENSIONS, is_image_name, open_rgb, unsupported_hint
-from trainer.archive import ArchiveLimits, extract
 
 log = logging.getLogger(__name__)
 CAPTIONS_CSV = "captions.csv"

@@ -15,7 +15,13 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    "args", [("base", "--dir", "unused"), ("template", "controlnet-depth", "--dir", "unused")]
+    "args",
+    [
+        ("base", "--dir", "unused"),
+        ("base", "--family", "sdxl", "--dir", "unused"),
+        ("preprocess", "--dir", "unused"),
+        ("template", "controlnet-depth", "--dir", "unused"),
+    ],
 )
 def test_without_network_it_says_the_hub_is_unreachable(args):
     result = run(*args)

@@ -144,4 +144,4 @@ def test_recent_prompts_are_encoded_once_and_their_log_line_repeats(encoder, cap
     assert again is first and caplog.text.count("is used as plain text") == 2
     for index in range(CACHED_PROMPTS + 3):
         encoder.encode(f"a cat number {index}", "prompt")
-    assert len(encoder.cache) == CACHED_PROMPTS and nested not in encoder.cache
+    assert len(encoder.cache) == CACHED_PROMPTS and ((), nested) not in encoder.cache

@@ -7,8 +7,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from core.archive import ArchiveLimits
 from core.errors import UserError
-from trainer.archive import ArchiveLimits
 from trainer.photos import Photo, load_archive
 
 

@@ -1,6 +1,7 @@
 """Training methods: strategies over the one training loop, registered by name.
 
-A new method is a new file with a builder `(cfg, components) -> TrainingMethod`, added here;
+A new method is a new file with a builder `(cfg, components, side) -> TrainingMethod` (`side`:
+the family's trainer side, trainer/families/), added here;
 `MethodName` in trainer/config.py lists the names the `method` input accepts.
 """
 
@@ -18,8 +19,8 @@ METHODS = {
 }
 
 
-def make_method(cfg, components: dict) -> TrainingMethod:
-    return METHODS[cfg.method.value](cfg, components)
+def make_method(cfg, components: dict, side) -> TrainingMethod:
+    return METHODS[cfg.method.value](cfg, components, side)
 
 
 __all__ = ["METHODS", "Trainable", "TrainingMethod", "make_method"]

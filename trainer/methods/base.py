@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from core.manifest import Method, Part
+from trainer.families import Conditioning, FamilySide
 
 TEXT_ENCODER = "text_encoder"
 
@@ -64,13 +65,24 @@ class Trainable(ABC):
 class TrainingMethod:
     """The parts of one method, seen as one strategy by the loop and the job."""
 
-    def __init__(self, name: str, method: Method, components: dict, parts: list[Trainable]):
-        self.name, self.method, self.parts = name, method, parts
+    def __init__(
+        self,
+        name: str,
+        method: Method,
+        components: dict,
+        parts: list[Trainable],
+        side: FamilySide,
+    ):
+        self.name, self.method, self.parts, self.side = name, method, parts, side
         self.components = dict(components)  # the plain modules: what parts read and write
         self.wrapped: dict[str, nn.Module] = {}  # accelerate's, for the forward pass
-        for module in ("vae", "unet", TEXT_ENCODER):
+        for module in side.spec.model_parts:
             self.components[module].requires_grad_(False)
-        self._frozen_cache: dict[tuple[int, ...], torch.Tensor] = {}
+        self._frozen_cache: dict[tuple, Conditioning] = {}
+
+    @property
+    def text_encoders(self) -> tuple[str, ...]:
+        return self.side.text_encoders
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -82,7 +94,7 @@ class TrainingMethod:
         """
         for part in self.parts:
             part.prepare(self.components, device, dtype)
-        for name in ("unet", TEXT_ENCODER):
+        for name in ("unet", *self.text_encoders):
             module = self.components[name].to(device)
             for parameter in module.parameters():
                 wanted = torch.float32 if parameter.requires_grad else dtype
@@ -133,27 +145,34 @@ class TrainingMethod:
             prompt = part.rewrite(prompt)
         return prompt
 
-    def text_encoder_trains(self) -> bool:
-        return any(p.requires_grad for p in self.components[TEXT_ENCODER].parameters())
+    def text_encoder_trains(self, name: str | None = None) -> bool:
+        """Whether any text encoder (or the one named) has parameters that train."""
+        names = (name,) if name else self.text_encoders
+        return any(p.requires_grad for n in names for p in self.components[n].parameters())
 
-    def conditioning(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """The UNet's conditioning for a batch of token ids (given on the host)."""
-        encoder = self.forward_module(TEXT_ENCODER)
+    def conditioning(self, input_ids: tuple[torch.Tensor, ...]) -> Conditioning:
+        """The UNet's conditioning for a batch of token ids (one tensor per tokenizer, on the
+        host)."""
+        encoders = [self.forward_module(name) for name in self.text_encoders]
         device = next(self.unet.parameters()).device
         if self.text_encoder_trains():
             self._frozen_cache.clear()  # its values move while it trains
-            return encoder(input_ids.to(device))[0]
+            return self.side.encode(encoders, tuple(ids.to(device) for ids in input_ids))
         # Frozen: each distinct caption is encoded once, keyed by its ids on the host (no
         # device sync). Padding to the batch's longest caption only appends end-of-text
         # tokens, which the causal encoder never attends back from.
         rows = []
-        for ids in input_ids.tolist():
-            key = tuple(ids)
+        for row in zip(*(ids.tolist() for ids in input_ids), strict=True):
+            key = tuple(tuple(ids) for ids in row)
             if key not in self._frozen_cache:
+                single = tuple(torch.tensor([ids], device=device) for ids in row)
                 with torch.no_grad():
-                    self._frozen_cache[key] = encoder(torch.tensor([ids], device=device))[0][0]
+                    self._frozen_cache[key] = self.side.encode(encoders, single).row(0)
             rows.append(self._frozen_cache[key])
-        return torch.stack(rows)
+        return Conditioning.stack(rows)
+
+    def predict(self, noisy, timesteps, conditioning: Conditioning, time_ids) -> torch.Tensor:
+        return self.side.predict(self.unet, noisy, timesteps, conditioning, time_ids)
 
     # --- state and output ---------------------------------------------------------------
 

@@ -10,36 +10,45 @@ are checkpointed. The export is small and loads anywhere:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
 
-from core.manifest import Method, Part
+from core.manifest import LORA_FILE, Method, Part
 from trainer.methods.base import TEXT_ENCODER, Trainable, TrainingMethod
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
-DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
+DIFFUSERS_FILE = LORA_FILE
 KOHYA_FILE = "lora_kohya.safetensors"
+COG_SDXL_FILE = "lora.safetensors"  # cog-sdxl's (SDXL only)
+COG_SDXL_KEY = re.compile(r"(.+\.attn[12])\.(to_q|to_k|to_v|to_out\.0)\.lora_([AB])\.weight")
 
 
 class LoraLayers(Trainable):
     key = "lora"
 
     def __init__(
-        self, rank: int, alpha: float | None, train_text_encoder: bool, lr: float, seed: int
+        self,
+        rank: int,
+        alpha: float | None,
+        train_text_encoder: bool,
+        lr: float,
+        seed: int,
+        text_encoders: tuple[str, ...] = (TEXT_ENCODER,),
     ):
         self.rank, self.alpha = rank, float(alpha if alpha is not None else rank)
         self.train_text_encoder, self.lr, self.seed = train_text_encoder, lr, seed
+        self.text_encoders = text_encoders
         self.configs: dict = {}  # component -> its LoraConfig
 
     def modules(self) -> tuple[str, ...]:
-        return ("unet", TEXT_ENCODER) if self.train_text_encoder else ("unet",)
+        return ("unet", *self.text_encoders) if self.train_text_encoder else ("unet",)
 
     def prepare(self, components: dict, device, dtype) -> None:
         from peft import LoraConfig
 
-        targets_of = {"unet": UNET_TARGETS, TEXT_ENCODER: TEXT_ENCODER_TARGETS}
         # peft draws the initial lora_A from the global generator: seeded, so that a run's
         # weights depend only on its inputs (and a resumed run matches a fresh one).
         with torch.random.fork_rng(devices=[]):
@@ -49,7 +58,7 @@ class LoraLayers(Trainable):
                     r=self.rank,
                     lora_alpha=self.alpha,
                     init_lora_weights="gaussian",
-                    target_modules=targets_of[name],
+                    target_modules=UNET_TARGETS if name == "unet" else TEXT_ENCODER_TARGETS,
                 )
                 add_lora(components[name], config)
                 self.configs[name] = config
@@ -77,30 +86,23 @@ class LoraLayers(Trainable):
             set_peft_model_state_dict(components[name], _only(state, f"{name}."))
 
     def trained_parts(self) -> tuple[Part, ...]:
-        return (Part.UNET, Part.TEXT_ENCODER) if self.train_text_encoder else (Part.UNET,)
+        return tuple(Part(name) for name in self.modules())
 
     def export(self, pipeline, directory: Path, dtype: torch.dtype) -> dict:
-        from diffusers import StableDiffusionPipeline
         from diffusers.utils import convert_state_dict_to_diffusers
 
         state = self.state_dict({name: getattr(pipeline, name) for name in self.modules()})
-        parts = {name: _only(state, f"{name}.") for name in self.modules()}
-        StableDiffusionPipeline.save_lora_weights(
-            directory,
-            unet_lora_layers=convert_state_dict_to_diffusers(parts["unet"]),
-            text_encoder_lora_layers=(
-                convert_state_dict_to_diffusers(parts[TEXT_ENCODER])
-                if self.train_text_encoder
-                else None
-            ),
-            weight_name=DIFFUSERS_FILE,
+        layers = {}
+        for name in self.modules():  # unet, then each text encoder that trains
+            own = _only(state, f"{name}.")
+            layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(own)
             # the rank and alpha go with the file: without them a loader assumes alpha = rank
-            unet_lora_adapter_metadata=self.configs["unet"].to_dict(),
-            text_encoder_lora_adapter_metadata=(
-                self.configs[TEXT_ENCODER].to_dict() if self.train_text_encoder else None
-            ),
-        )
-        write_kohya(state, directory / KOHYA_FILE, self.rank, self.alpha)
+            layers[f"{name}_lora_adapter_metadata"] = self.configs[name].to_dict()
+        type(pipeline).save_lora_weights(directory, weight_name=DIFFUSERS_FILE, **layers)
+        family = "sdxl_base_v1-0" if "text_encoder_2" in self.text_encoders else "sd_v1"
+        write_kohya(state, directory / KOHYA_FILE, self.rank, self.alpha, family)
+        if "text_encoder_2" in self.text_encoders:
+            write_cog_sdxl(_only(state, "unet."), directory / COG_SDXL_FILE, self.rank, self.alpha)
         return {
             "lora": DIFFUSERS_FILE,
             "lora_kohya": KOHYA_FILE,
@@ -128,7 +130,9 @@ def _only(state: dict, prefix: str) -> dict:
     return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
-def write_kohya(peft_state: dict[str, torch.Tensor], path: Path, rank: int, alpha: float) -> None:
+def write_kohya(
+    peft_state: dict[str, torch.Tensor], path: Path, rank: int, alpha: float, family: str = "sd_v1"
+) -> None:
     """The LoRA in kohya keys (`lora_unet_…`, `lora_te1_…`) with its real alpha.
 
     diffusers' converter writes alpha = rank, which is right only when alpha equals the rank;
@@ -145,12 +149,41 @@ def write_kohya(peft_state: dict[str, torch.Tensor], path: Path, rank: int, alph
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(rank),
         "ss_network_alpha": f"{alpha:g}",
-        "ss_base_model_version": "sd_v1",
+        "ss_base_model_version": family,
     }
     tensors = {k: v.detach().contiguous() for k, v in kohya.items()}
     save_file(tensors, path, metadata=metadata)
 
 
-def lora(cfg, components: dict) -> TrainingMethod:
-    part = LoraLayers(cfg.lora_rank, cfg.lora_alpha, cfg.train_text_encoder, cfg.lora_lr, cfg.seed)
-    return TrainingMethod("lora", Method.LORA, components, [part])
+def write_cog_sdxl(unet_state: dict[str, torch.Tensor], path: Path, rank: int, alpha: float):
+    """The UNet LoRA as cog-sdxl's predictor loads it: its LoRAAttnProcessor2_0 state dict.
+
+    Keys `<attention>.processor.<to_q|to_k|to_v|to_out>_lora.<down|up>.weight`; the rank is read
+    from `up`'s second dimension and no alpha is stored (scale 1), so alpha / rank is folded into
+    `up`. A LoRA on the text encoders has no place in this layout (it is in the other files).
+    """
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for key, tensor in unet_state.items():
+        match = COG_SDXL_KEY.fullmatch(key)
+        if match is None:
+            raise ValueError(f"unexpected LoRA key {key!r}")
+        attention, projection, which = match.groups()
+        value = tensor.detach().float() * (alpha / rank if which == "B" else 1.0)
+        role = "up" if which == "B" else "down"
+        name = "to_out" if projection == "to_out.0" else projection
+        tensors[f"{attention}.processor.{name}_lora.{role}.weight"] = value.contiguous()
+    save_file(tensors, path)
+
+
+def lora(cfg, components: dict, side) -> TrainingMethod:
+    part = LoraLayers(
+        cfg.lora_rank,
+        cfg.lora_alpha,
+        cfg.train_text_encoder,
+        cfg.lora_lr,
+        cfg.seed,
+        side.text_encoders,
+    )
+    return TrainingMethod("lora", Method.LORA, components, [part], side)

@@ -9,7 +9,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from trainer.archive import ArchiveError, ArchiveLimits, extract
+from core.archive import ArchiveError, ArchiveLimits, extract
 
 
 @cache

@@ -1,4 +1,6 @@
-"""Safe extraction of a photos archive: zip or tar (plain, gz, bz2, xz), known by content.
+"""Safe extraction of an uploaded archive: zip or tar (plain, gz, bz2, xz), known by content.
+
+The trainer unpacks photos with it, the templates an adapter output.zip given as `lora_weights`.
 
 Uploads arrive as `/tmp/tmpXXXXfile` without a reliable suffix, so the format is read from the
 bytes. Extraction never leaves `destination`: absolute and `..` paths are refused, links,
@@ -159,7 +161,7 @@ def _tar_members(archive: tarfile.TarFile) -> Iterator[Member]:
 
 
 def _open_archive(
-    path: Path, label: str, limits: ArchiveLimits
+    path: Path, label: str, limits: ArchiveLimits, contents: str
 ) -> tuple[zipfile.ZipFile | tarfile.TarFile, Callable[..., Iterator[Member]]]:
     with Path(path).open("rb") as stream:
         head = stream.read(4)
@@ -175,7 +177,7 @@ def _open_archive(
         pass
     raise ArchiveError(
         f"{label}: {Path(path).name} is not an archive (it looks like {describe(path)}); "
-        f"expected a {ALLOWED} of photos"
+        f"expected a {ALLOWED} of {contents}"
     )
 
 
@@ -253,16 +255,23 @@ def _copy(source: IO[bytes], target: Path, name: str, label: str, progress: _Pro
 
 
 def extract(
-    archive: Path, destination: Path, *, label: str, limits: ArchiveLimits = ArchiveLimits()
+    archive: Path,
+    destination: Path,
+    *,
+    label: str,
+    limits: ArchiveLimits = ArchiveLimits(),
+    contents: str = "photos",
 ) -> list[Path]:
     """Extract the regular files of `archive` under `destination`; returns their paths.
+
+    `contents` says what the archive should hold, for the message when it is no archive.
 
     `destination` must not exist or be empty; on any error it is removed again.
     """
     destination = Path(destination)
     if destination.exists() and any(destination.iterdir()):
         raise ValueError(f"{destination} must be empty")
-    handle, members = _open_archive(archive, label, limits)
+    handle, members = _open_archive(archive, label, limits, contents)
     destination.mkdir(parents=True, exist_ok=True)
     try:
         with handle:

@@ -10,7 +10,6 @@ import pytest
 from tests.templates.broken_weights import BREAKAGES, assert_names_the_problem, broken_copy
 from tests.templates.helpers import SMALL, serve
 
-
 THROUGH_THE_SERVER = ("pickle_unet", "unet_config_mismatch", "nan_unet")
 
 

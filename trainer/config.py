@@ -73,8 +73,26 @@ ARCHIVE = "a .zip or .tar (any compression) of photos"
 STEPS = 100_000
 
 
+class Inputs:
+    """What every trainer's config (TrainConfig, SDXLConfig) says of its own fields."""
+
+    def to_dict(self) -> dict:
+        """Every input as resolved (paths by file name: they are temporary upload paths)."""
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, Enum):
+                data[key] = value.value
+            elif isinstance(value, Path):
+                data[key] = value.name
+        return data
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Inputs):
     # replicate/dreambooth's inputs, same names, types and defaults
     instance_prompt: str = required(
         "The prompt with the identifier of your subject, in the form 'a [identifier] [class "
@@ -372,20 +390,6 @@ class TrainConfig:
 
     def effective_learning_rate(self, processes: int = 1) -> float:
         return self.learning_rate * self.lr_scale(processes)
-
-    def to_dict(self) -> dict:
-        """Every input as resolved (paths by file name: they are temporary upload paths)."""
-        data = asdict(self)
-        for key, value in data.items():
-            if isinstance(value, Enum):
-                data[key] = value.value
-            elif isinstance(value, Path):
-                data[key] = value.name
-        return data
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
 
 def _enum_of(spec) -> type[Enum] | None:

@@ -54,23 +54,23 @@ def spec_of(field, hints: dict, choice_names: dict[str, str] = CHOICE_NAMES) -> 
     )
 
 
-def specs() -> list[InputSpec]:
-    hints = typing.get_type_hints(TrainConfig)
-    return [spec_of(field, hints) for field in fields(TrainConfig)]
+def specs(config: type = TrainConfig, choice_names: dict[str, str] = CHOICE_NAMES) -> list:
+    hints = typing.get_type_hints(config)
+    return [spec_of(field, hints, choice_names) for field in fields(config)]
 
 
 SETUP = """
 def setup(self) -> None:
-    check_base()
+    {check}()
 """
 RUN = """
 inputs = dict(locals())
 del inputs["self"]
-return Path(run_training(inputs))
+return Path({run}(inputs))
 """
 TRAIN = """
 inputs = dict(locals())
-return TrainingOutput(weights=Path(run_training(inputs)))
+return TrainingOutput(weights=Path({run}(inputs)))
 """
 OUTPUT = """
 class TrainingOutput(BaseModel):
@@ -91,30 +91,39 @@ stale.
 
 def adapters() -> Module:
     """The Module that trainer/predict.py is rendered from."""
-    names = tuple(f.name for f in fields(TrainConfig))
+    return trainer_module(
+        TrainConfig, CHOICE_NAMES, ("check_base", "run_training"), DOCSTRING, RENDER
+    )
+
+
+def trainer_module(config, choice_names, entry: tuple[str, str], docstring, command) -> Module:
+    """A trainer's Cog adapter: `Predictor.run` and `train` over every field of `config`,
+    `entry` = (the setup check, the training call) in trainer/cog_run.py."""
+    check, run = entry
+    names = tuple(f.name for f in fields(config))
     predictor = AdapterClass(
         "Predictor",
         ("BaseRunner",),
-        Signature("run", names, "Path", RUN),
-        members=SETUP,
+        Signature("run", names, "Path", RUN.format(run=run)),
+        members=SETUP.format(check=check),
     )
     train = Signature(
         "train",
         names,
         "TrainingOutput",
-        TRAIN,
+        TRAIN.format(run=run),
         method=False,
         docstring="The same training, for `train:` in cog.yaml (POST /trainings).",
     )
     return Module(
-        docstring=DOCSTRING,
+        docstring=docstring,
         imports=[
             "from cog import BaseModel, BaseRunner, Input, Path",
             "",
-            "from trainer.cog_run import check_base, run_training",
+            f"from trainer.cog_run import {check}, {run}",
         ],
-        inputs=specs(),
+        inputs=specs(config, choice_names),
         parts=[predictor, OUTPUT, train],
-        source="trainer/config.py",
-        command=RENDER,
+        source=f"trainer/{config.__module__.split('.')[-1]}.py",
+        command=command,
     )

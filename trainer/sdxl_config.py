@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
 
 from trainer.config import (
     STEPS,
     ConfigError,
+    Inputs,
     LRScheduler,
     MethodName,
     MixedPrecision,
@@ -40,7 +41,7 @@ NEVER = 999_999  # cog-sdxl's checkpointing_steps default: no checkpoint within 
 
 
 @dataclass(frozen=True)
-class SDXLConfig:
+class SDXLConfig(Inputs):
     input_images: Path = required(
         "A .zip or .tar (any compression) of photos; folders and any common image format. An "
         "optional captions.csv (image_file,caption) replaces the generated captions."
@@ -200,16 +201,3 @@ class SDXLConfig:
 
     def lr_scale(self, processes: int = 1) -> float:
         return 1.0
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        for key, value in data.items():
-            if isinstance(value, Enum):
-                data[key] = value.value
-            elif isinstance(value, Path):
-                data[key] = value.name
-        return data
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]

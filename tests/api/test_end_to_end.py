@@ -33,7 +33,7 @@ from buildkit.cog_client import free_port
 from tests.api.conftest import env_for, push, seed_payload
 from tests.api.helpers import API, REPO, Files, Receiver, token, wait_for
 
-STEPS = 24
+STEPS = 36
 TINY_RUN = dict(resolution=64, max_train_steps=4, num_class_images=1, learning_rate=1e-4)
 
 
@@ -74,9 +74,13 @@ def row(stack, table: str, key: str, value: str) -> dict:
 
 
 def kill_group(pid: int | None) -> None:
+    signal_group(pid, signal.SIGKILL)
+
+
+def signal_group(pid: int | None, signum: int) -> None:
     if pid:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(pid, signum)
 
 
 def kill_the_worker(stack) -> None:
@@ -104,9 +108,15 @@ def trained(stack):
         return client.training(made["id"])["logs"] or ""
 
     wait_for(lambda: "step 1/" in logs(), 300, "training under way")
+    # The trainer is paused (SIGSTOP) while its worker is away and before the crash: a quiet
+    # machine trains these steps in seconds, and it must not finish before either event.
+    trainer_pid = row(stack, "trainings", "id", made["id"])["trainer_pid"]
+    signal_group(trainer_pid, signal.SIGSTOP)
     kill_the_worker(stack)  # the worker alone: the training's processes have their own session
     saved = logs().count("checkpoint saved")  # crash right after the next checkpoint
+    signal_group(trainer_pid, signal.SIGCONT)
     wait_for(lambda: logs().count("checkpoint saved") > saved, 300, "a checkpoint")
+    signal_group(trainer_pid, signal.SIGSTOP)
     seen = {
         "attempts_after_worker_kill": row(stack, "trainings", "id", made["id"])["attempts"],
         "logs_after_worker_kill": logs(),

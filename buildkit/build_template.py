@@ -1,14 +1,15 @@
 """Write a complete Cog build context for one template; print the weights build step.
 
-    script/build-template NAME OUT [--weights DIR] [--template-weights DIR] [--compile-cache]
-                               [--push IMAGE]
+    script/build-template NAME OUT [--weights DIR] [--base-weights DIR] [--template-weights DIR]
+                               [--compile-cache] [--push IMAGE]
     script/build-template --dockerfile NAME IMAGE
 
 The context holds a cog.yaml selecting NAME, the shared code (core/, templates/), the pinned
 requirements, the template's own weights (safety checker, ControlNet, annotator: from
 `script/download-weights template NAME`) and `.cog/openapi_schema.json`; with --weights, the SD
-weights at weights/ too. `--compile-cache` (on a GPU of the kind the template will run on)
-compiles the template's fast path once and ships the artefacts in
+weights at weights/ too, and with --base-weights the base an adapter output in weights/ loads on
+top of (base-weights/, /src/base-weights in the image). `--compile-cache` (on a GPU of the kind
+the template will run on) compiles the template's fast path once and ships the artefacts in
 template-weights/compile-cache/, so its cold boots load them instead of compiling
 (buildkit/compile_cache.py). `--dockerfile` prints the DreamBooth API's build step: FROM the
 template image, COPY weights /src/weights. With the cog CLI and Docker present, --push builds
@@ -46,9 +47,10 @@ def build(
     weights: Path | None,
     template_weights: Path,
     compile_cache: bool = False,
+    base_weights: Path | None = None,
 ) -> Path:
     target = targets.get(name)
-    if name == targets.TRAINER:
+    if name in targets.TRAINERS:
         raise SystemExit("build-template builds templates; the trainer's cog.yaml is the root one")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -70,6 +72,10 @@ def build(
     )
     if weights is not None:
         _copy_weights(weights, out / "weights", "SD weights", "pass the unzipped output.zip")
+    if base_weights is not None:
+        _copy_weights(
+            base_weights, out / "base-weights", "the base", "pass the base's diffusers folder"
+        )
     if compile_cache:
         _write_compile_cache(name, weights, out / "template-weights")
     schema.write(out, target.run, target.train)
@@ -107,16 +113,26 @@ def main(argv: list[str] | None = None) -> None:
         print(dockerfile(argv[2]), end="")
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", choices=sorted(set(targets.all_targets()) - {targets.TRAINER}))
+    parser.add_argument("name", choices=sorted(set(targets.all_targets()) - set(targets.TRAINERS)))
     parser.add_argument("out", type=Path)
     parser.add_argument("--weights", type=Path, help="SD weights (the unzipped output.zip)")
+    parser.add_argument(
+        "--base-weights", type=Path, help="the base of an adapter output in --weights"
+    )
     parser.add_argument("--template-weights", type=Path, default=Path("template-weights"))
     parser.add_argument(
         "--compile-cache", action="store_true", help="ship torch.compile artefacts (needs a GPU)"
     )
     parser.add_argument("--push", metavar="IMAGE", help="cog build and push to IMAGE")
     args = parser.parse_args(argv)
-    out = build(args.name, args.out, args.weights, args.template_weights, args.compile_cache)
+    out = build(
+        args.name,
+        args.out,
+        args.weights,
+        args.template_weights,
+        args.compile_cache,
+        args.base_weights,
+    )
     print(f"wrote the {args.name} build context to {out}")
     if args.push:
         push(out, args.push)

@@ -4,6 +4,7 @@
     script/download-weights base --family sdxl [--refiner-dir D]  # SDXL, fp16-fix VAE, refiner
     script/download-weights preprocess [--dir preprocess-weights] # BLIP, CLIPSeg, OWL-ViT, Swin2SR
     script/download-weights template NAME [--dir template-weights] # a template's own weights
+                                                  # (sdxl: + refiner/ and vae-fp16-fix/)
 
 The base is Stable Diffusion 1.5 (fp16) with the fine-tuned `stabilityai/sd-vae-ft-mse` VAE, as
 replicate/dreambooth uses, written in diffusers layout as safetensors. A template's own weights
@@ -154,10 +155,32 @@ def download_safety_checker(directory: Path, token: str | None) -> Path:
     return directory
 
 
+def download_sdxl_template(directory: Path, token: str | None) -> Path:
+    """The SDXL template's own: refiner/ (its UNet is what it loads; it shares the base's
+    second text encoder and VAE) and vae-fp16-fix/ (decodes fp16 without NaNs)."""
+    import torch
+    from diffusers import AutoencoderKL, StableDiffusionXLImg2ImgPipeline
+
+    try:
+        vae = AutoencoderKL.from_pretrained(SDXL_VAE_REPO, torch_dtype=torch.float16, token=token)
+        refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
+            SDXL_REFINER_REPO, variant="fp16", torch_dtype=torch.float16, vae=vae, token=token
+        )
+    except Exception as error:
+        raise explain(error, f"{SDXL_REFINER_REPO} + {SDXL_VAE_REPO}") from None
+    refiner.save_pretrained(directory / "refiner", safe_serialization=True)
+    vae.save_pretrained(directory / "vae-fp16-fix", safe_serialization=True)
+    return directory
+
+
 def download_template(name: str, directory: Path, token: str | None) -> Path:
     from buildkit.template_weights import download_control_weights  # per control type
+    from core.manifest import Family
+    from templates.specs import TEMPLATES
 
     download_safety_checker(directory / "safety-checker", token)
+    if TEMPLATES[name].family is Family.SDXL:
+        download_sdxl_template(directory, token)
     download_control_weights(name, directory, token)
     return directory
 

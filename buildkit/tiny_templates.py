@@ -2,6 +2,7 @@
 
 safety-checker/   the real checker class; flags nothing (or, for tests, everything)
 controlnet/       a ControlNet whose control image really matters (ControlNet templates)
+refiner/          a tiny SDXL refiner (the sdxl template; `refiner=False` leaves it out)
 annotator/        random-weight annotator files under their real names (buildkit/tiny_annotators.py)
 
 `shape="sd15"` gives the ControlNet and the checker their real SD1.5 / CLIP ViT-L/14 shapes (for
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from buildkit.tiny import write_controlnet, write_safety_checker
+from buildkit.tiny import write_controlnet, write_safety_checker, write_sdxl_refiner
 from buildkit.tiny_annotators import write_annotator
+from core.manifest import Family
 from templates.specs import TEMPLATES
 
 
@@ -70,10 +72,16 @@ def _write_real_shape(directory: Path, control: bool) -> None:
 
 
 def write_template_weights(
-    name: str, directory: Path, flag_everything: bool = False, shape: str = "tiny"
+    name: str,
+    directory: Path,
+    flag_everything: bool = False,
+    shape: str = "tiny",
+    refiner: bool = True,
 ) -> Path:
     spec = TEMPLATES[name]
     directory = Path(directory)
+    if spec.family is Family.SDXL and refiner:
+        write_sdxl_refiner(directory / "refiner")
     if shape == "sd15":
         _write_real_shape(directory, spec.control is not None)
     else:

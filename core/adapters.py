@@ -23,9 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import families
 from core.errors import UserError, WeightsMissingError
 from core.fingerprint import fingerprint_dir
-from core.manifest import Manifest
+from core.manifest import Family, Manifest
 from core.weights import (
     SDWeights,
     base_weights_dir,
@@ -39,7 +40,6 @@ from core.weights import (
 
 log = logging.getLogger(__name__)
 OUTPUT_ADAPTER = "weights"  # the adapter name of the LoRA in $WEIGHTS_DIR
-LORA_MODULES = ("unet", "text_encoder")
 
 
 class BaseMismatchError(UserError):
@@ -61,7 +61,7 @@ class AdapterWeights:
         return self.directory / name if name else None
 
     def check(self) -> None:
-        for name in (self.adapter.lora, self.adapter.embeddings):
+        for name in (self.adapter.lora, self.adapter.embeddings, self.adapter.unet):
             path = self.file(name)
             if path is not None and not path.is_file():
                 raise broken(self.directory, name, "is missing (manifest.json lists it)")
@@ -69,21 +69,23 @@ class AdapterWeights:
                 check_safetensors(self.directory, path)
 
 
-def find_weights() -> tuple[SDWeights | None, AdapterWeights | None]:
+def find_weights(
+    serves: tuple[Family, ...] = (Family.SD15,),
+) -> tuple[SDWeights | None, AdapterWeights | None]:
     """(the base to load, the adapter output on top of it or None), both checked."""
     directory = weights_dir()
     manifest = read_manifest(directory) if directory.is_dir() else None
     if manifest is None or not manifest.is_adapter:
-        return find(directory), None
+        return find(directory, serves), None
     adapter = AdapterWeights(directory, manifest)
     adapter.check()
-    base = find(base_weights_dir())
+    base = find(base_weights_dir(), serves)
     if base is None:
         raise WeightsMissingError(
             f"The weights in {directory.name}/ are a {manifest.method.value} adapter, which loads "
             f"on top of its base ({manifest.base!r}), and {base_weights_dir().name}/ holds no "
-            "base: copy the SD1.5 diffusers folder it was trained on to /src/base-weights (or "
-            "set BASE_WEIGHTS_DIR)"
+            f"base: copy the {families.of(manifest.family).label} diffusers folder it was "
+            "trained on to /src/base-weights (or set BASE_WEIGHTS_DIR)"
         )
     check_base(adapter, base)
     return base, adapter
@@ -122,10 +124,11 @@ class LoraCall:
 class Adapters:
     """The LoRAs loaded into a pipeline's shared modules, and which of them a request runs."""
 
-    def __init__(self, pipeline, output: AdapterWeights | None = None):
+    def __init__(self, pipeline, spec, output: AdapterWeights | None = None):
         from core.lora_uploads import Uploads
 
         self.pipeline = pipeline
+        self.spec = spec
         self.output = output
         self.baked: tuple[str, ...] = ()
         self.uploads = Uploads(self)
@@ -135,6 +138,8 @@ class Adapters:
     def _apply(self, output: AdapterWeights) -> None:
         adapter = output.adapter
         try:
+            if adapter.unet:
+                self._load_unet(output.file(adapter.unet))
             if adapter.lora:
                 self.pipeline.load_lora_weights(
                     output.directory,
@@ -152,18 +157,41 @@ class Adapters:
             raise broken(output.directory, "adapter", f"could not be loaded ({reason})") from None
         log.info("adapter %s loaded from %s/", output.manifest.method.value, output.directory.name)
 
-    def _load_embeddings(self, path: Path, tokens: tuple[str, ...]) -> None:
-        """One row per new token, so that each token is exactly the manifest's."""
+    def _load_unet(self, path: Path) -> None:
+        """A whole fine-tuned UNet over the base's (cog-sdxl's `unet.safetensors`)."""
         from safetensors.torch import load_file
 
-        rows = load_file(path)["emb_params"]
-        if rows.ndim != 2 or rows.shape[0] != len(tokens):
-            raise broken(
-                path.parent,
-                path.name,
-                f"emb_params is {list(rows.shape)}; manifest.json lists {len(tokens)} tokens",
+        unet = self.pipeline.unet
+        state = load_file(path, device=str(unet.device))
+        missing, unexpected = unet.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            names = sorted(missing or unexpected)
+            what = "lacks" if missing else "has tensors the base's UNet does not:"
+            raise broken(path.parent, path.name, f"{what} {len(names)} (first: {names[0]})")
+
+    def _load_embeddings(self, path: Path, tokens: tuple[str, ...]) -> None:
+        """One row per new token in each text encoder, so each token is exactly the manifest's."""
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+        for key, encoder, tokenizer in zip(
+            self.spec.embedding_keys, self.spec.text_encoders, self.spec.tokenizers, strict=True
+        ):
+            rows = state.get(key)
+            if rows is None:
+                raise broken(path.parent, path.name, f"has no {key} (keys: {sorted(state)})")
+            if rows.ndim != 2 or rows.shape[0] != len(tokens):
+                raise broken(
+                    path.parent,
+                    path.name,
+                    f"{key} is {list(rows.shape)}; manifest.json lists {len(tokens)} tokens",
+                )
+            self.pipeline.load_textual_inversion(
+                list(rows),
+                token=list(tokens),
+                text_encoder=getattr(self.pipeline, encoder),
+                tokenizer=getattr(self.pipeline, tokenizer),
             )
-        self.pipeline.load_textual_inversion(list(rows), token=list(tokens))
 
     def rewrite(self, prompt: str) -> str:
         """The prompt with the output's trained word replaced by its new tokens."""
@@ -188,7 +216,12 @@ class Adapters:
                 set_weights_and_activate_adapters(module, wanted, [1.0] * len(wanted))
 
     def modules(self) -> list:
-        return [getattr(self.pipeline, name) for name in LORA_MODULES]
+        return [getattr(self.pipeline, name) for name in self.spec.lora_modules]
+
+    def text_encoders(self, call: LoraCall) -> list:
+        """The text encoders that hold one of the call's LoRAs."""
+        encoders = [getattr(self.pipeline, name) for name in self.spec.text_encoders]
+        return [e for e in encoders if any(n in self.holding(e) for n in call.names)]
 
     @contextmanager
     def active(self, upload: Path | None, scale: float) -> Iterator[LoraCall]:
@@ -202,7 +235,7 @@ class Adapters:
 
     def prompt_variant(self, call: LoraCall) -> tuple:
         """What the prompt embeddings depend on besides the text: the text encoder's LoRAs."""
-        held = self.holding(self.pipeline.text_encoder)
+        held = set().union(*(self.holding(e) for e in self.text_encoders(call)))
         names = tuple(name for name in call.names if name in held)
         return (names, call.scale) if names else ()
 
@@ -210,14 +243,14 @@ class Adapters:
     def text_encoder_scaled(self, call: LoraCall) -> Iterator[None]:
         from diffusers.utils.peft_utils import scale_lora_layers, unscale_lora_layers
 
-        if not self.prompt_variant(call):
-            yield
-            return
-        scale_lora_layers(self.pipeline.text_encoder, call.scale)
+        encoders = self.text_encoders(call)
+        for encoder in encoders:
+            scale_lora_layers(encoder, call.scale)
         try:
             yield
         finally:
-            unscale_lora_layers(self.pipeline.text_encoder, call.scale)
+            for encoder in encoders:
+                unscale_lora_layers(encoder, call.scale)
 
     def delete(self, name: str) -> None:
         if any(name in self.holding(module) for module in self.modules()):

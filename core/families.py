@@ -41,7 +41,12 @@ class FamilySpec:
     time_ids: bool  # the UNet takes add_time_ids (original size, crop, target size)
     default_size: int  # the resolution it was trained at
     hidden_layer: int  # which hidden state conditions the UNet: -1 the last, -2 the penultimate
+    # the keys of a textual-inversion file, one per text encoder (same order)
+    embedding_keys: tuple[str, ...] = ("emb_params",)
     controlnets: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    # what the txt2img pipeline's constructor takes beyond the modules
+    pipeline_options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    watermark: bool = False  # its pipelines can apply the invisible watermark (SDXL's)
     # model_index classes of folders of this family that are not the base (e.g. a refiner)
     other_classes: tuple[str, ...] = ()
     # key prefix that marks a single-file (original layout) checkpoint of this family
@@ -50,6 +55,11 @@ class FamilySpec:
     @property
     def base_class(self) -> str:
         return self.pipelines["txt2img"]
+
+    @property
+    def lora_modules(self) -> tuple[str, ...]:
+        """The modules a LoRA of this family can hold layers of."""
+        return ("unet", *self.text_encoders)
 
     @property
     def model_parts(self) -> tuple[str, ...]:
@@ -88,6 +98,10 @@ SD15 = FamilySpec(
     default_size=512,
     hidden_layer=-1,
     controlnets=MappingProxyType({c.value: s.controlnet_repo for c, s in CONTROLS.items()}),
+    # the templates run their own checker (core/safety.py), after every mode
+    pipeline_options=MappingProxyType(
+        {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+    ),
     checkpoint_marker="cond_stage_model.",
 )
 SDXL = FamilySpec(
@@ -102,12 +116,15 @@ SDXL = FamilySpec(
     time_ids=True,
     default_size=1024,
     hidden_layer=-2,
+    embedding_keys=("clip_l", "clip_g"),  # the Automatic1111 / ComfyUI convention
     controlnets=MappingProxyType(
         {
             "canny": "diffusers/controlnet-canny-sdxl-1.0",
             "depth": "diffusers/controlnet-depth-sdxl-1.0",
         }
     ),
+    pipeline_options=MappingProxyType({"add_watermarker": False}),  # per request instead
+    watermark=True,
     other_classes=("StableDiffusionXLImg2ImgPipeline",),  # the refiner's folder
     checkpoint_marker="conditioner.embedders.",
 )

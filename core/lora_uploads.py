@@ -1,7 +1,8 @@
-"""A request's `lora_weights`: an adapter output.zip or a LoRA .safetensors, checked, cached.
+"""A request's `lora_weights`: an adapter output (zip or tar) or a LoRA .safetensors, checked.
 
-The file is known by its bytes, never its name (uploads arrive as `/tmp/tmpXXXXfile`): a zip is
-unpacked with the project's bounded extractor (core/archive.py) and its LoRA is the one its
+The file is known by its bytes, never its name (uploads arrive as `/tmp/tmpXXXXfile`): a zip or
+a tar (the SDXL trainer's trained_model.tar, cog-sdxl's `replicate_weights`) is unpacked with
+the project's bounded extractor (core/archive.py) and its LoRA is the one its
 manifest.json names (else its one `.safetensors`); a pickle, a truncated file, tensors that are
 not LoRA weights, or LoRA weights whose shapes do not fit the base are refused with a
 UserError that says which. The LoRA is loaded under a name made of its content digest and kept
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tarfile
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
@@ -67,19 +69,20 @@ class Uploads:
             self.adapters.delete(name)
             raise UserError(
                 f"{LABEL}: {weight_name} could not be loaded onto this template's base "
-                f"({first_reason(error, folder)}); it must be an SD1.5 LoRA"
+                f"({first_reason(error, folder)}); it must be an {self.adapters.spec.label} LoRA"
             ) from None
         if not any(name in self.adapters.holding(m) for m in self.adapters.modules()):
             raise UserError(
-                f"{LABEL}: {weight_name} matched no layer of this template's SD1.5 base (a LoRA "
-                "for another model family?)"
+                f"{LABEL}: {weight_name} matched no layer of this template's "
+                f"{self.adapters.spec.label} base (a LoRA for another model family?)"
             )
 
 
 def lora_file(path: Path, scratch: Path) -> tuple[Path, str]:
     """(folder, file name) of the checked LoRA in the upload at `path`, under `scratch`."""
-    if describe(path) == "zip":
-        return _from_zip(path, scratch)
+    kind = describe(path)
+    if kind == "zip" or (kind == "unknown" and tarfile.is_tarfile(path)):
+        return _from_archive(path, scratch)
     _check_lora(path, "the file")
     target = scratch / "lora.safetensors"  # diffusers picks its reader by the suffix
     try:
@@ -89,8 +92,8 @@ def lora_file(path: Path, scratch: Path) -> tuple[Path, str]:
     return scratch, target.name
 
 
-def _from_zip(path: Path, scratch: Path) -> tuple[Path, str]:
-    folder = scratch / "zip"
+def _from_archive(path: Path, scratch: Path) -> tuple[Path, str]:
+    folder = scratch / "archive"
     files = extract(path, folder, label=LABEL, limits=LIMITS, contents="LoRA weights")
     chosen = _manifest_lora(files) or _only_safetensors(files)
     _check_lora(chosen, chosen.name)
@@ -104,15 +107,17 @@ def _manifest_lora(files: list[Path]) -> Path | None:
     try:
         manifest = Manifest.read(manifests[0].parent)
     except ManifestError as error:
-        raise UserError(f"{LABEL}: the zip's {error}") from None
+        raise UserError(f"{LABEL}: the archive's {error}") from None
     if manifest.adapter is None or not manifest.adapter.lora:
         raise UserError(
-            f"{LABEL}: the zip is the trainer's {manifest.method.value} output, which holds no "
-            "LoRA; give the output.zip of a lora or pivotal training, or a LoRA .safetensors"
+            f"{LABEL}: the archive is the trainer's {manifest.method.value} output, which holds "
+            "no LoRA; give the output of a lora or pivotal training, or a LoRA .safetensors"
         )
     chosen = manifests[0].parent / manifest.adapter.lora
     if not chosen.is_file():
-        raise UserError(f"{LABEL}: the zip lacks {manifest.adapter.lora}, which its manifest lists")
+        raise UserError(
+            f"{LABEL}: the archive lacks {manifest.adapter.lora}, which its manifest lists"
+        )
     return chosen
 
 
@@ -124,15 +129,15 @@ def _only_safetensors(files: list[Path]) -> Path:
     if tensors:
         names = ", ".join(sorted(f.name for f in tensors)[:5])
         raise UserError(
-            f"{LABEL}: the zip holds several .safetensors ({names}); put one LoRA in it"
+            f"{LABEL}: the archive holds several .safetensors ({names}); put one LoRA in it"
         )
     pickles = [f.name for f in files if f.suffix.lower() in PICKLE_SUFFIXES]
     if pickles:
         raise UserError(
-            f"{LABEL}: the zip holds {pickles[0]}, a pickle, which can run code when loaded and "
-            "is refused; save the LoRA as .safetensors"
+            f"{LABEL}: the archive holds {pickles[0]}, a pickle, which can run code when loaded "
+            "and is refused; save the LoRA as .safetensors"
         )
-    raise UserError(f"{LABEL}: the zip holds no LoRA (no .safetensors file in it)")
+    raise UserError(f"{LABEL}: the archive holds no LoRA (no .safetensors file in it)")
 
 
 def _check_lora(path: Path, shown: str) -> None:

@@ -1,6 +1,8 @@
 """The one inference engine behind every template.
 
-The SD modules are loaded once (core/sd_modules.py, part by part, checked). Each mode (txt2img,
+The SD modules are loaded once (core/sd_modules.py, part by part, checked), for the family the
+weights are (core/families.py: SD1.5 or SDXL, with its pipeline classes, text encoders and
+default size). Each mode (txt2img,
 img2img, inpaint, and the same three with a ControlNet) is a diffusers pipeline built once with
 `from_pipe` over those same modules, so nothing is copied; each request gives its pipeline a
 fresh scheduler, the only state a request can change, so nothing it sets outlives it.
@@ -8,6 +10,9 @@ fresh scheduler, the only state a request can change, so nothing it sets outlive
 Image i uses seed + i, one CPU generator per image: the same seed gives the same noise on any
 device, and an image does not depend on how many were asked for. On a GPU the images of a
 request run as one batch (core/fast_path.py); on a CPU they stream one by one as they are made.
+SDXL adds the refiner (core/refiner.py), the invisible watermark (core/watermark.py) and, in
+fp16, the fp16-fix VAE from template-weights/vae-fp16-fix (or diffusers' upcast of its own VAE
+when that is absent), so that no request decodes to NaN.
 """
 
 from __future__ import annotations
@@ -21,15 +26,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core import safety
+from core import families, safety, watermark
 from core.adapters import Adapters, AdapterWeights
 from core.annotators import Annotator, load_annotator
 from core.controls import ControlType
 from core.errors import UserError, WeightsMissingError
 from core.fast_path import COMPILE_CACHE, FastPath, device_and_dtype, load_compile_cache
 from core.manifest import Family
-from core.prompts import PromptEncoder
-from core.requests import GenerationRequest, Mode
+from core.prompts import PromptEmbeddings, PromptEncoder
+from core.refiner import Refiner
+from core.requests import NO_REFINER, GenerationRequest, Mode
 from core.schedulers import make_scheduler
 from core.sd_modules import check_finite, load_modules
 from core.weights import SDWeights
@@ -37,19 +43,16 @@ from core.weights import SDWeights
 TEMPLATE_WEIGHTS_HINT = "Run `script/download-weights template NAME` again and rebuild."
 
 log = logging.getLogger(__name__)
-PIPELINES = {
-    Family.SD15: {
-        Mode.TXT2IMG: "StableDiffusionPipeline",
-        Mode.IMG2IMG: "StableDiffusionImg2ImgPipeline",
-        Mode.INPAINT: "StableDiffusionInpaintPipeline",
-        Mode.CONTROLNET: "StableDiffusionControlNetPipeline",
-        Mode.CONTROLNET_IMG2IMG: "StableDiffusionControlNetImg2ImgPipeline",
-        Mode.CONTROLNET_INPAINT: "StableDiffusionControlNetInpaintPipeline",
-    },
-}
 CONTROL_MODES = {Mode.CONTROLNET, Mode.CONTROLNET_IMG2IMG, Mode.CONTROLNET_INPAINT}
 STRENGTH_MODES = {Mode.IMG2IMG, Mode.INPAINT, Mode.CONTROLNET_IMG2IMG, Mode.CONTROLNET_INPAINT}
-WARM_UP = dict(width=512, height=512, num_inference_steps=2)  # the default size compiles first
+WARM_UP_STEPS = 2  # at the family's default size, which compiles first
+FP16_VAE = "vae-fp16-fix"  # template-weights/: SDXL's VAE finetuned not to overflow in fp16
+
+
+@dataclass(frozen=True)
+class RequestPrompts:
+    base: PromptEmbeddings
+    refiner: PromptEmbeddings | None = None
 
 
 @dataclass
@@ -66,6 +69,12 @@ class Engine:
     fast: FastPath = field(default_factory=lambda: FastPath(frozenset()))
     pipelines: dict = field(default_factory=dict)
     scheduler_config: dict = field(default_factory=dict)  # the weights' own, never a request's
+    refiner: Refiner | None = None
+    watermarker: object | None = None
+
+    @property
+    def spec(self) -> families.FamilySpec:
+        return families.of(self.family)
 
     @classmethod
     def load(
@@ -79,18 +88,20 @@ class Engine:
         import diffusers
 
         device, dtype = device_and_dtype()
-        pipeline_class = getattr(diffusers, PIPELINES[weights.family][Mode.TXT2IMG])
-        base = pipeline_class(
-            **load_modules(weights, device, dtype),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-        adapters = Adapters(base, adapter)  # before the prompt encoder: it adds tokens
-        prompts = PromptEncoder(base.tokenizer, base.text_encoder, rewrite=adapters.rewrite)
+        spec = weights.spec
+        template_dir = Path(template_dir)
+        modules = load_modules(weights, device, dtype)
+        if spec.watermark:  # SDXL: its VAE overflows in fp16
+            modules["vae"] = _fp16_safe_vae(modules["vae"], template_dir, device, dtype)
+        base = getattr(diffusers, spec.base_class)(**modules, **spec.pipeline_options)
+        adapters = Adapters(base, spec, adapter)  # before the prompt encoder: it adds tokens
+        prompts = PromptEncoder.for_pipeline(base, spec, adapters.rewrite)
         engine = cls(
             weights.family, base, prompts, adapters, dtype=dtype, fast=FastPath.from_env(device)
         )
+        if spec.watermark:
+            engine.watermarker = watermark.load()
+            engine.refiner = Refiner.load(template_dir, base, spec, device, dtype, adapters.rewrite)
         template_dir = Path(template_dir)
         if control is not None:
             engine.controlnet = _load_controlnet(template_dir, control, device, dtype)
@@ -110,7 +121,8 @@ class Engine:
             self.base.vae.enable_slicing()  # decode a batch one image at a time
         self.base.set_progress_bar_config(disable=True)
         self.scheduler_config = self.base.scheduler.config
-        for mode, class_name in PIPELINES[self.family].items():
+        for name, class_name in self.spec.pipelines.items():
+            mode = Mode(name)
             if mode not in CONTROL_MODES or self.controlnet is not None:
                 self.pipelines[mode] = self._build(mode, class_name)
         if self.fast.compiles:
@@ -131,16 +143,24 @@ class Engine:
     def warm_up(self) -> None:
         """Compile during setup(), at the default size, rather than in the first request: one
         image, then two, after which torch compiles the batch dimension as dynamic."""
-        control = Image.new("RGB", (WARM_UP["width"], WARM_UP["height"]))
-        request = GenerationRequest(prompt="a photo", disable_safety_check=True, **WARM_UP)
+        size = self.spec.default_size
+        control = Image.new("RGB", (size, size))
+        request = GenerationRequest(
+            prompt="a photo",
+            disable_safety_check=True,
+            width=size,
+            height=size,
+            num_inference_steps=WARM_UP_STEPS,
+            apply_watermark=False,
+        )
         modes = [(Mode.TXT2IMG, None)] + ([(Mode.CONTROLNET, control)] if self.controlnet else [])
-        embeddings = self.prompts(request.prompt, None)
+        embeddings = RequestPrompts(self.prompts(request.prompt, None))
         for mode, image in modes:
             arguments = mode_arguments(mode, request, image)
             pipeline = self.pipeline(mode, "DPMSolverMultistep")
             for seeds in ([0], [0, 1]) if self.fast.batches else ([0],):
                 self._run(pipeline, request, embeddings, arguments, seeds)
-        log.info("warmed up (compiled) at %dx%d", WARM_UP["width"], WARM_UP["height"])
+        log.info("warmed up (compiled) at %dx%d", size, size)
 
     def pipeline(self, mode: Mode, scheduler: str):
         """The mode's pipeline with a fresh scheduler of kind `scheduler`."""
@@ -163,6 +183,14 @@ class Engine:
         mode = request.mode
         if not request.disable_safety_check and self.checker is None:
             raise safety.missing_error(self.checker_dir)
+        if request.refine != NO_REFINER and self.refiner is None:
+            raise UserError(
+                f"refine={request.refine} needs the refiner, and this template has none "
+                f"({families.of(self.family).label} weights, no template-weights/refiner); use "
+                "refine=no_refiner, or run `script/download-weights template sdxl` and rebuild"
+            )
+        if self.refiner is not None:
+            self.refiner.check(request)
         pipeline = self.pipeline(mode, request.scheduler)
         with self.adapters.active(request.lora_weights, request.lora_scale) as lora:
             control = self.control(request) if mode in CONTROL_MODES else None
@@ -172,6 +200,10 @@ class Engine:
             with self.adapters.text_encoder_scaled(lora):
                 variant = self.adapters.prompt_variant(lora)
                 embeddings = self.prompts(request.prompt, request.negative_prompt, variant)
+                refined = None
+                if request.refine != NO_REFINER:
+                    refined = self.refiner.prompts(request.prompt, request.negative_prompt, variant)
+            embeddings = RequestPrompts(embeddings, refined)
             arguments = {**mode_arguments(mode, request, control), **lora.pipeline_arguments()}
             yield from self._kept_images(pipeline, request, embeddings, arguments)
 
@@ -201,19 +233,45 @@ class Engine:
                 "checker; try another prompt or seed"
             )
 
-    def _run(self, pipeline, request, embeddings, arguments, seeds) -> list[Image.Image]:
-        positive, negative = embeddings
-        output = pipeline(
-            prompt_embeds=positive,
-            negative_prompt_embeds=negative,
+    def _run(
+        self, pipeline, request, prompts: RequestPrompts, arguments, seeds
+    ) -> list[Image.Image]:
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        marker = None
+        if self.spec.watermark:
+            marker = watermark.choose(self.watermarker, request.apply_watermark)
+            pipeline.watermark = marker
+        refine = request.refine != NO_REFINER
+        images = pipeline(
+            **prompts.base.arguments(),
             num_images_per_prompt=len(seeds),
             num_inference_steps=request.num_inference_steps,
             guidance_scale=request.guidance_scale,
-            generator=[torch.Generator().manual_seed(seed) for seed in seeds],
-            output_type="np",
+            generator=generators,
+            **(Refiner.handover(request) if refine else {"output_type": "np"}),
             **arguments,
-        )
-        return [to_image(array, seed) for array, seed in zip(output.images, seeds, strict=True)]
+        ).images
+        if refine:
+            images = self.refiner(request, images, prompts.refiner, generators, marker)
+        return [to_image(array, seed) for array, seed in zip(images, seeds, strict=True)]
+
+
+def _fp16_safe_vae(vae, template_dir: Path, device: str, dtype):
+    """In fp16, template-weights/vae-fp16-fix when it is there; else the weights' own VAE, which
+    diffusers' SDXL pipelines decode in float32 when its config says `force_upcast`."""
+    import diffusers
+
+    folder = template_dir / FP16_VAE
+    if dtype != torch.float16 or not (folder / "config.json").is_file():
+        if dtype == torch.float16 and not vae.config.force_upcast:
+            vae.register_to_config(force_upcast=True)  # upcast rather than decode NaNs
+        return vae
+    fixed = diffusers.AutoencoderKL.from_pretrained(
+        folder, dtype=dtype, use_safetensors=True, local_files_only=True
+    ).to(device)
+    check_finite(folder.parent, FP16_VAE, fixed, hint=TEMPLATE_WEIGHTS_HINT)
+    log.info("fp16: decoding with %s/ instead of the weights' VAE", FP16_VAE)
+    return fixed
 
 
 def to_image(array: np.ndarray, seed: int) -> Image.Image:

@@ -23,6 +23,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -75,22 +76,95 @@ def plain(text: str):
     return Conjunction(prompts=[FlattenedPrompt([(text, 1.0)])], weights=[1.0])
 
 
-class PromptEncoder:
-    """`rewrite` runs on every prompt first (an adapter's trained word -> its new tokens), so
-    the weighting syntax works on top of it. `variant` names what else the embeddings depend
-    on (the text encoder's LoRAs and their scale): it is part of the cache key."""
+@dataclass(frozen=True)
+class PromptEmbeddings:
+    """A request's prompt and negative prompt, as the pipelines take them."""
 
-    def __init__(self, tokenizer, text_encoder, rewrite: Callable[[str], str] | None = None):
-        from compel import Compel
+    positive: torch.Tensor
+    negative: torch.Tensor
+    pooled: torch.Tensor | None = None  # SDXL: the last encoder's projected embedding
+    negative_pooled: torch.Tensor | None = None
+
+    def arguments(self) -> dict:
+        arguments = {"prompt_embeds": self.positive, "negative_prompt_embeds": self.negative}
+        if self.pooled is not None:
+            arguments["pooled_prompt_embeds"] = self.pooled
+            arguments["negative_pooled_prompt_embeds"] = self.negative_pooled
+        return arguments
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    per_encoder: tuple[torch.Tensor, ...]
+    pooled: torch.Tensor | None
+    reason: str | None
+
+    @property
+    def joined(self) -> torch.Tensor:
+        """Every encoder's states side by side (the one tensor itself, for one encoder)."""
+        if len(self.per_encoder) == 1:
+            return self.per_encoder[0]
+        return torch.cat(self.per_encoder, dim=-1)
+
+
+class PromptEncoder:
+    """Compel over one text encoder (SD1.5) or several, joined along the features (SDXL, whose
+    last encoder also gives the pooled embedding). `rewrite` runs on every prompt first (an
+    adapter's trained word -> its new tokens), so the weighting syntax works on top of it.
+    `variant` names what else the embeddings depend on (the text encoders' LoRAs and their
+    scale): it is part of the cache key."""
+
+    def __init__(
+        self,
+        tokenizers,
+        text_encoders,
+        rewrite: Callable[[str], str] | None = None,
+        *,
+        penultimate: bool = False,
+        pooled: bool = False,
+    ):
+        from compel import Compel, ReturnedEmbeddingsType
         from compel.prompt_parser import PromptParser
 
         enable_memoisation()
-        self.compel = Compel(
-            tokenizer=tokenizer, text_encoder=text_encoder, truncate_long_prompts=False
+        tokenizers = tokenizers if isinstance(tokenizers, (list, tuple)) else [tokenizers]
+        encoders = text_encoders if isinstance(text_encoders, (list, tuple)) else [text_encoders]
+        kind = (
+            ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED
+            if penultimate
+            else ReturnedEmbeddingsType.LAST_HIDDEN_STATES_NORMALIZED
         )
+        self.compels = [
+            Compel(
+                tokenizer=tokenizer,
+                text_encoder=encoder,
+                truncate_long_prompts=False,
+                returned_embeddings_type=kind,
+            )
+            for tokenizer, encoder in zip(tokenizers, encoders, strict=True)
+        ]
+        self.pooled = pooled
         self.parser = PromptParser()
         self.rewrite = rewrite or (lambda text: text)
-        self.cache: OrderedDict[tuple, tuple[torch.Tensor, str | None]] = OrderedDict()
+        self.cache: OrderedDict[tuple, _Encoded] = OrderedDict()
+
+    @classmethod
+    def for_pipeline(cls, pipeline, spec, rewrite=None, encoders: tuple[str, ...] | None = None):
+        """Over a pipeline's text encoders named by the family `spec` (or `encoders` of them)."""
+        names = encoders or spec.text_encoders
+        tokenizers = [spec.tokenizers[spec.text_encoders.index(name)] for name in names]
+        return cls(
+            [getattr(pipeline, name) for name in tokenizers],
+            [getattr(pipeline, name) for name in names],
+            rewrite,
+            penultimate=spec.hidden_layer == -2,
+            pooled=spec.pooled,
+        )
+
+    @property
+    def compel(self):
+        """The first encoder's compel (the only one of SD1.5)."""
+        return self.compels[0]
 
     def structure(self, text: str):
         """(compel's structure for `text`, why it is plain text or None): parsed when it has
@@ -108,17 +182,23 @@ class PromptEncoder:
     def parse(self, text: str):
         return self.structure(text)[0]
 
-    def _embed(self, text: str) -> tuple[torch.Tensor, str | None]:
+    def _embed(self, text: str) -> _Encoded:
         conjunction, reason = self.structure(text)
         try:
-            embeddings, _ = self.compel.build_conditioning_tensor_for_conjunction(conjunction)
+            per_encoder = [
+                c.build_conditioning_tensor_for_conjunction(conjunction)[0] for c in self.compels
+            ]
         except ValueError as error:  # e.g. a conjunction compel cannot combine
             reason = str(error)
-            embeddings, _ = self.compel.build_conditioning_tensor_for_conjunction(plain(text))
-        return embeddings, reason
+            per_encoder = [
+                c.build_conditioning_tensor_for_conjunction(plain(text))[0] for c in self.compels
+            ]
+        pooled = None
+        if self.pooled:  # as compel pools: the whole text, truncated to one chunk
+            pooled = self.compels[-1].conditioning_provider.get_pooled_embeddings([text])
+        return _Encoded(tuple(per_encoder), pooled, reason)
 
-    def encode(self, text: str, label: str, variant: tuple = ()) -> torch.Tensor:
-        """The embeddings of `text`, from the cache of recent prompts when it is there."""
+    def _encoded(self, text: str, label: str, variant: tuple) -> _Encoded:
         text = self.rewrite(text)
         key = (variant, text)
         if key in self.cache:
@@ -127,18 +207,30 @@ class PromptEncoder:
             self.cache[key] = self._embed(text)
             if len(self.cache) > CACHED_PROMPTS:
                 self.cache.popitem(last=False)
-        embeddings, reason = self.cache[key]
-        if reason:
-            log.warning("%s is used as plain text: %s", label, reason)
-        return embeddings
+        encoded = self.cache[key]
+        if encoded.reason:
+            log.warning("%s is used as plain text: %s", label, encoded.reason)
+        return encoded
+
+    def encode(self, text: str, label: str, variant: tuple = ()) -> torch.Tensor:
+        """The embeddings of `text`, from the cache of recent prompts when it is there."""
+        return self._encoded(text, label, variant).joined
 
     @torch.no_grad()
     def __call__(
         self, prompt: str, negative_prompt: str | None, variant: tuple = ()
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        positive = self.encode(prompt, "prompt", variant)
-        negative = self.encode(negative_prompt or "", "negative_prompt", variant)
-        positive, negative = self.compel.pad_conditioning_tensors_to_same_length(
-            [positive, negative]
+    ) -> PromptEmbeddings:
+        positive = self._encoded(prompt, "prompt", variant)
+        negative = self._encoded(negative_prompt or "", "negative_prompt", variant)
+        pairs = [
+            compel.pad_conditioning_tensors_to_same_length([p, n])
+            for compel, p, n in zip(
+                self.compels, positive.per_encoder, negative.per_encoder, strict=True
+            )
+        ]
+        return PromptEmbeddings(
+            torch.cat([p for p, _ in pairs], dim=-1),
+            torch.cat([n for _, n in pairs], dim=-1),
+            positive.pooled,
+            negative.pooled,
         )
-        return positive, negative

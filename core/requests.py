@@ -30,15 +30,23 @@ class Bound:
 
 
 SIZE = Bound(64, 1024)  # pixels, and a multiple of SIZE_MULTIPLE
+SIZE_SDXL = Bound(64, 2048)  # SDXL's aspect buckets reach 1536 x 640
 SIZE_MULTIPLE = 8
 NUM_OUTPUTS = Bound(1, 10)
 STEPS = Bound(1, 500)
-GUIDANCE = Bound(1.0, 20.0)
+GUIDANCE = Bound(1.0, 50.0)  # cog-sdxl's range
 STRENGTH = Bound(0.0, 1.0)
 CONDITIONING_SCALE = Bound(0.0, 4.0)
 SEED = Bound(0, 2**32 - 1)
 CANNY_THRESHOLD = Bound(1, 255)
 LORA_SCALE = Bound(0.0, 1.0)
+HIGH_NOISE_FRAC = Bound(0.0, 1.0)
+NO_REFINER, EXPERT_ENSEMBLE, BASE_IMAGE = (
+    "no_refiner",
+    "expert_ensemble_refiner",
+    "base_image_refiner",
+)
+REFINE_MODES = (NO_REFINER, EXPERT_ENSEMBLE, BASE_IMAGE)  # cog-sdxl's, in its order
 LIMITS = {
     "num_outputs": NUM_OUTPUTS,
     "num_inference_steps": STEPS,
@@ -47,6 +55,7 @@ LIMITS = {
     "controlnet_conditioning_scale": CONDITIONING_SCALE,
     "seed": SEED,
     "lora_scale": LORA_SCALE,
+    "high_noise_frac": HIGH_NOISE_FRAC,
 }
 
 
@@ -80,14 +89,19 @@ class GenerationRequest:
     return_processed_control: bool = False
     lora_scale: float = 0.6  # of every LoRA the request runs (the weights' and lora_weights)
     lora_weights: Path | None = None  # an uploaded LoRA file or adapter output.zip
+    refine: str = NO_REFINER  # SDXL: core/refiner.py
+    high_noise_frac: float = 0.8
+    refine_steps: int | None = None
+    apply_watermark: bool = True  # SDXL: core/watermark.py
+    size: Bound = SIZE  # the template's (TemplateSpec.size)
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
             value = getattr(self, name)
-            if value % SIZE_MULTIPLE or not SIZE.low <= value <= SIZE.high:
+            if value % SIZE_MULTIPLE or not self.size.low <= value <= self.size.high:
                 raise UserError(
                     f"{name}={value} must be a multiple of {SIZE_MULTIPLE} "
-                    f"from {SIZE.low} to {SIZE.high}"
+                    f"from {self.size.low} to {self.size.high}"
                 )
         for name, bound in LIMITS.items():
             bound.check(name, getattr(self, name))
@@ -99,6 +113,7 @@ class GenerationRequest:
                 )
         if self.scheduler not in SCHEDULERS:
             raise UserError(f"scheduler={self.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+        self._check_refine()
         if self.mask is not None and self.image is None:
             raise UserError("mask needs an image: give the image to inpaint as well")
         if self.mask is not None and self.mask.size != self.image.size:
@@ -106,6 +121,12 @@ class GenerationRequest:
                 f"mask is {self.mask.size[0]}x{self.mask.size[1]} but image is "
                 f"{self.image.size[0]}x{self.image.size[1]}; they must match"
             )
+
+    def _check_refine(self) -> None:
+        if self.refine not in REFINE_MODES:
+            raise UserError(f"refine={self.refine!r} is not one of {', '.join(REFINE_MODES)}")
+        if self.refine_steps is not None:
+            STEPS.check("refine_steps", self.refine_steps)
 
     @property
     def denoising_strength(self) -> float:

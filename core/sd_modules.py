@@ -19,8 +19,6 @@ import torch
 
 from core.errors import UserError
 from core.weights import (
-    MODEL_PARTS,
-    OTHER_PARTS,
     REPLACE_HINT,
     SDWeights,
     broken,
@@ -138,8 +136,6 @@ def load_other(weights: SDWeights, part: str):
 
 def load_modules(weights: SDWeights, device: str, dtype: torch.dtype) -> dict:
     """Every module the family's pipeline needs, keyed by its argument name."""
-    modules = {
-        part: load_model(weights, part, device, dtype) for part in MODEL_PARTS[weights.family]
-    }
-    modules.update({part: load_other(weights, part) for part in OTHER_PARTS[weights.family]})
+    modules = {part: load_model(weights, part, device, dtype) for part in weights.models}
+    modules.update({part: load_other(weights, part) for part in weights.configs})
     return modules

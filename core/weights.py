@@ -23,25 +23,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import families
 from core.errors import UserError, WeightsMissingError
 from core.manifest import Family, Manifest, ManifestError
 from core.safetensors_file import PICKLE_SUFFIXES, inspect
 
-PIPELINE_FAMILIES = {
-    "StableDiffusionPipeline": Family.SD15,
-    "StableDiffusionXLPipeline": Family.SDXL,
-}
-FAMILY_NAMES = {Family.SD15: "SD1.5", Family.SDXL: "SDXL"}
-# the parts each family's pipeline needs; models carry weights, the others only configs
-MODEL_PARTS = {Family.SD15: ("unet", "vae", "text_encoder")}
-OTHER_PARTS = {Family.SD15: ("tokenizer", "scheduler")}
 TEMPLATE_MESSAGE = (
     "This is a template: it has no Stable Diffusion weights yet. Copy weights to /src/weights "
     "(the trainer's output.zip, unzipped) at build time, or set WEIGHTS_DIR to such a folder."
 )
 REPLACE_HINT = (
-    "Copy a complete output.zip of the trainer (unzipped), or an SD1.5 diffusers folder saved "
-    "with safe_serialization=True, to /src/weights."
+    "Copy a complete output of the trainer (unzipped), or a diffusers folder of the family this "
+    "template serves saved with safe_serialization=True, to /src/weights."
 )
 
 
@@ -85,6 +78,8 @@ class SDWeights:
     family: Family
     manifest: Manifest | None
     index: dict
+    models: tuple[str, ...] = ()  # the parts with weights that were checked, to load
+    configs: tuple[str, ...] = ()  # the parts with only configs, to load
 
     @property
     def default_prompt(self) -> str | None:
@@ -93,6 +88,10 @@ class SDWeights:
         if self.manifest:
             return self.manifest.instance_prompt
         return _args_json_prompt(self.directory / "args.json")
+
+    @property
+    def spec(self) -> families.FamilySpec:
+        return families.of(self.family)
 
     def part_class(self, part: str) -> tuple[str, str]:
         """(library, class name) of a part, as model_index.json records it."""
@@ -123,12 +122,12 @@ def read_json(directory: Path, relative: str) -> dict:
     return data
 
 
-def _family(directory: Path, index: dict) -> Family:
-    class_name = index.get("_class_name")
-    if class_name not in PIPELINE_FAMILIES:
-        allowed = ", ".join(PIPELINE_FAMILIES)
-        raise broken(directory, "model_index.json", f"_class_name {class_name!r} is not {allowed}")
-    return PIPELINE_FAMILIES[class_name]
+def _family(directory: Path, refiner: bool) -> families.FamilySpec:
+    try:
+        return families.detect(directory, refiner=refiner)
+    except families.FamilyError as error:
+        problem = str(error).split(": ", 1)[-1]
+        raise broken(directory, "model_index.json", problem) from None
 
 
 def read_manifest(directory: Path) -> Manifest | None:
@@ -140,38 +139,56 @@ def read_manifest(directory: Path) -> Manifest | None:
         raise broken(directory, "manifest.json", message) from None
 
 
-def _check_family(directory: Path, family: Family, manifest: Manifest | None) -> None:
-    if family not in MODEL_PARTS:
+def _check_family(
+    directory: Path, spec: families.FamilySpec, manifest: Manifest | None, serves: tuple
+) -> None:
+    if spec.family not in serves:
+        served = ", ".join(families.of(f).label for f in serves)
+        others = ", ".join(families.of(f).label for f in families.FAMILIES if f not in serves)
         raise broken(
             directory,
             "model_index.json",
-            f"these are {FAMILY_NAMES[family]} weights and this template serves "
-            f"{', '.join(FAMILY_NAMES[f] for f in MODEL_PARTS)} only",
+            f"these are {spec.label} weights and this template serves {served} only",
+            f"Build a template for {others} with them, or copy {served} weights to /src/weights.",
         )
-    if manifest and manifest.family is not family:
+    if manifest and manifest.family is not spec.family:
         raise broken(
             directory,
             "manifest.json",
-            f"family is {manifest.family.value} but model_index.json describes {family.value}",
+            f"family is {manifest.family.value} but model_index.json describes {spec.family.value}",
         )
 
 
-def find(directory: Path | None = None) -> SDWeights | None:
-    """The SD weights in `directory` (default $WEIGHTS_DIR), checked; None when there are none."""
+def find(
+    directory: Path | None = None,
+    serves: tuple[Family, ...] = (Family.SD15,),
+    *,
+    models: tuple[str, ...] | None = None,
+    configs: tuple[str, ...] | None = None,
+    refiner: bool = False,
+) -> SDWeights | None:
+    """The SD weights in `directory` (default $WEIGHTS_DIR), checked; None when there are none.
+
+    `serves`: the families the caller can load. `models` and `configs`: the parts to check and
+    load (default every part of the family; a refiner shares the base's text encoder and VAE,
+    so only its UNet and scheduler are its own).
+    """
     directory = Path(directory or weights_dir())
     if not directory.is_dir() or not any(not p.name.startswith(".") for p in directory.iterdir()):
         return None
-    index = read_json(directory, "model_index.json")
-    family = _family(directory, index)
+    index = read_json(directory, families.MODEL_INDEX)
+    spec = _family(directory, refiner)
     manifest = read_manifest(directory)
-    _check_family(directory, family, manifest)
-    for part in MODEL_PARTS[family] + OTHER_PARTS[family]:
+    _check_family(directory, spec, manifest, serves)
+    models = models or spec.model_parts
+    configs = configs or spec.config_parts
+    for part in (*models, *configs):
         _check_listed(directory, index, part)
-    for part in MODEL_PARTS[family]:
+    for part in models:
         read_json(directory, f"{part}/config.json")
         for path in weight_files(directory, part):
             check_safetensors(directory, path)
-    return SDWeights(directory, family, manifest, index)
+    return SDWeights(directory, spec.family, manifest, index, models, configs)
 
 
 def _check_listed(directory: Path, index: dict, part: str) -> None:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # PNG compression level for returned images: 1 is several times faster to encode than Pillow's
 # default 6 for about a tenth more bytes (bench/infer.py measures the request path).
 PNG_COMPRESS_LEVEL = 1
+RENAMED = {"disable_safety_check": "disable_safety_checker"}  # request field -> cog-sdxl input
 
 
 class TemplateRunner:
@@ -44,7 +45,7 @@ class TemplateRunner:
         self.outputs = OutputFolder(self.spec.name)
         self.sd, self.engine, self.unusable, adapter = None, None, None, None
         try:
-            self.sd, adapter = find_weights()
+            self.sd, adapter = find_weights((self.spec.family,))
             if self.sd is not None:
                 self.engine = Engine.load(
                     self.sd,
@@ -61,7 +62,7 @@ class TemplateRunner:
             return
         self.default_prompt = (
             adapter.manifest.instance_prompt if adapter else self.sd.default_prompt
-        )
+        ) or self.spec.default_prompt
         on_top = f" + the {adapter.manifest.method.value} adapter in weights/" if adapter else ""
         print(
             f"{self.spec.name}: loaded {self.sd.directory.name}/{on_top} ({self.sd.family.value})"
@@ -84,20 +85,31 @@ class TemplateRunner:
         prompt = inputs.pop("prompt") or self.default_prompt
         if not prompt:
             raise UserError("prompt is required: these weights record no instance prompt")
-        lora_weights = require_upload("lora_weights", inputs.pop("lora_weights", None))
+        lora_weights = self.lora_weights(inputs)
         seed = inputs.pop("seed")
         seed = random.randint(0, 2**32 - 1) if seed is None else seed
-        control_params = {
-            k: inputs.pop(k) for k in ("low_threshold", "high_threshold") if k in inputs
-        }
+        control_params = {k: inputs.pop(k) for k in self.spec.control_inputs}
+        for ours, theirs in RENAMED.items():  # cog-sdxl's names for the same inputs
+            if theirs in inputs:
+                inputs[ours] = inputs.pop(theirs)
         return GenerationRequest(
             prompt=prompt,
             seed=seed,
             control_params=control_params,
             lora_weights=lora_weights,
+            size=self.spec.size,
             **images,
             **inputs,
         )
+
+    @staticmethod
+    def lora_weights(inputs: dict) -> Path | None:
+        """lora_weights, or cog-sdxl's name for it, replicate_weights (not both)."""
+        ours = require_upload("lora_weights", inputs.pop("lora_weights", None))
+        theirs = require_upload("replicate_weights", inputs.pop("replicate_weights", None))
+        if ours is not None and theirs is not None:
+            raise UserError("give lora_weights or replicate_weights (the same input), not both")
+        return ours or theirs
 
     def generate(self, inputs: dict) -> Iterator[Path]:
         engine = self.ready()

@@ -84,7 +84,7 @@ class Inputs:
     guidance_scale = Input(
         default=7.5,
         ge=1.0,
-        le=20.0,
+        le=50.0,
         description="Scale for classifier-free guidance.",
     )
     prompt_strength = Input(

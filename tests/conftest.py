@@ -20,6 +20,14 @@ def tiny_sd15(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory) -> Path:
+    """A tiny random-weight SDXL pipeline, with the real CLIP tokenizer for both encoders."""
+    from buildkit.tiny import write_sdxl
+
+    return write_sdxl(tmp_path_factory.mktemp("tiny") / "sdxl")
+
+
+@pytest.fixture(scope="session")
 def photo_zip(tmp_path_factory) -> Path:
     """Real photos (scikit-image's), landscape so crops matter, zipped in a folder."""
     return write_photo_zip(tmp_path_factory.mktemp("photos") / "photos.zip", size=(96, 72))

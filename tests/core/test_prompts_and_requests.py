@@ -21,9 +21,9 @@ def encoder(tiny_sd15):
 
 
 def test_compel_weighting_changes_the_embedding(encoder):
-    plain_embedding, _ = encoder("a photo of a cat", None)
-    weighted, _ = encoder("a photo of a (cat)1.5", None)
-    down, _ = encoder("a photo of a (cat)0.5", None)
+    plain_embedding = encoder("a photo of a cat", None).positive
+    weighted = encoder("a photo of a (cat)1.5", None).positive
+    down = encoder("a photo of a (cat)0.5", None).positive
     assert plain_embedding.shape == weighted.shape
     assert not torch.allclose(plain_embedding, weighted)
     assert not torch.allclose(weighted, down)
@@ -31,7 +31,8 @@ def test_compel_weighting_changes_the_embedding(encoder):
 
 def test_long_prompts_are_chunked_not_cut_and_match_the_negative(encoder):
     long = ", ".join(["a very detailed photo of a cat"] * 20)  # far beyond 77 tokens
-    positive, negative = encoder(long, "blurry")
+    embeddings = encoder(long, "blurry")
+    positive, negative = embeddings.positive, embeddings.negative
     assert positive.shape[1] > 77 and positive.shape == negative.shape
 
 

@@ -14,13 +14,6 @@ from trainer.sdxl_config import SDXLConfig
 FAST = dict(resolution=64, max_train_steps=4, train_batch_size=2, lr_warmup_steps=0, seed=0)
 
 
-@pytest.fixture(scope="session")
-def tiny_sdxl(tmp_path_factory):
-    from buildkit.tiny import write_sdxl
-
-    return write_sdxl(tmp_path_factory.mktemp("tiny") / "sdxl")
-
-
 def train(monkeypatch, base, photos, work, callbacks=(), **overrides):
     from trainer import sdxl_job
 

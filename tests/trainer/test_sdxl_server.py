@@ -7,14 +7,13 @@ from pathlib import Path
 import pytest
 
 from buildkit.cog_client import CogServer, data_uri, decode_data_uri, succeeded
-from tests.trainer.test_sdxl import tiny_sdxl  # noqa: F401 (the session fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 REQUEST = dict(resolution=64, max_train_steps=2, train_batch_size=2, lr_warmup_steps=0, seed=1)
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, tiny_sdxl):  # noqa: F811
+def env(tmp_path_factory, tiny_sdxl):
     work = tmp_path_factory.mktemp("sdxl-server")
     return {
         "BASE_MODEL_DIR": str(tiny_sdxl),

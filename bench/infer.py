@@ -2,13 +2,16 @@
 
     python -m bench.infer                                        # tiny weights, CPU
     python -m bench.infer --shape sd15 --size 512 --steps 30     # real-shape SD1.5, random (GPU)
+    python -m bench.infer --family sdxl                          # the sdxl template, tiny, CPU
+    python -m bench.infer --shape sdxl --size 1024 --steps 30    # real-shape SDXL, random (GPU)
     INFERENCE_OPTIMIZATIONS=none python -m bench.infer ...      # without the fast path
 
-- latency: one image through the vanilla template's whole request path (adapter, compel, fresh
-  scheduler, safety check, PNG file) against a bare StableDiffusionPipeline call with the same
-  weights, scheduler, steps, guidance and size: diffusers' default pipeline. Every call has a
-  new prompt, so no encoding is reused. Both run in one
-  child process, alternately, so a machine whose load drifts slows both alike; medians of
+- latency: one image through the template's whole request path (vanilla, or sdxl: adapter,
+  compel, fresh scheduler, safety check, PNG file) against a bare StableDiffusionPipeline (or
+  StableDiffusionXLPipeline, watermarking as its default does and as the template's does) call
+  with the same weights, scheduler, steps, guidance and size: diffusers' default pipeline.
+  Every call has a new prompt, so no encoding is reused. Both run in one child process,
+  alternately, so a machine whose load drifts slows both alike; medians of
   --repeats after a warm-up (which is also where a compile happens).
 - throughput: images per second with num_outputs=4 (ours) and num_images_per_prompt=4
   (diffusers), one seed per image on both sides.
@@ -16,7 +19,7 @@
 - boot: wall time from starting the real Cog server to READY; when the template compiles, once
   without and once with the compile cache that the first boot's warm-up produced
   (buildkit/compile_cache.py writes it).
-JSON on stdout and in bench/results/infer-<shape>.json.
+JSON on stdout and in bench/results/infer-<shape>-<family>.json.
 """
 
 from __future__ import annotations
@@ -66,7 +69,22 @@ def alternate(sides: dict, repeats: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def template_name(args) -> str:
+    return "sdxl" if args.family == "sdxl" else "vanilla"
+
+
+def template_runner(args):
+    """The template's Cog adapter class, as its cog.yaml names it."""
+    import importlib
+
+    from templates.specs import TEMPLATES
+
+    path, name = TEMPLATES[template_name(args)].cog_ref.split(":")
+    return getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
+
+
 def template_inputs(args, num_outputs: int) -> dict:
+    safety = "disable_safety_checker" if args.family == "sdxl" else "disable_safety_check"
     return dict(
         prompt=PROMPT,
         negative_prompt=None,
@@ -80,36 +98,39 @@ def template_inputs(args, num_outputs: int) -> dict:
         prompt_strength=0.8,
         scheduler="DPMSolverMultistep",
         seed=1,
-        disable_safety_check=False,
+        **{safety: False},
     )
 
 
-def _environment(weights: Path, template: Path) -> None:
+def _environment(args, weights: Path, template: Path) -> None:
     os.environ.update(
-        WEIGHTS_DIR=str(weights), TEMPLATE_WEIGHTS_DIR=str(template), TEMPLATE="vanilla"
+        WEIGHTS_DIR=str(weights), TEMPLATE_WEIGHTS_DIR=str(template), TEMPLATE=template_name(args)
     )
 
 
-def diffusers_pipeline(weights: Path):
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+def diffusers_pipeline(args, weights: Path):
+    import diffusers
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else torch.float32
-    pipeline = StableDiffusionPipeline.from_pretrained(
-        weights, safety_checker=None, dtype=dtype
-    ).to(device)
-    pipeline.scheduler = DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config)
+    if args.family == "sdxl":
+        pipeline = diffusers.StableDiffusionXLPipeline.from_pretrained(weights, dtype=dtype)
+    else:
+        pipeline = diffusers.StableDiffusionPipeline.from_pretrained(
+            weights, safety_checker=None, dtype=dtype
+        )
+    pipeline = pipeline.to(device)
+    scheduler = diffusers.DPMSolverMultistepScheduler
+    pipeline.scheduler = scheduler.from_config(pipeline.scheduler.config)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
 
 def latency(args, weights: Path, template: Path) -> dict:
-    _environment(weights, template)
-    from templates.predict import Vanilla
-
-    runner = Vanilla()
+    _environment(args, weights, template)
+    runner = template_runner(args)()
     runner.setup()
-    pipeline = diffusers_pipeline(weights)
+    pipeline = diffusers_pipeline(args, weights)
 
     takes = itertools.count()  # a new prompt each call: neither side may reuse an encoding
 
@@ -134,7 +155,8 @@ def latency(args, weights: Path, template: Path) -> dict:
 
     sides = {"diffusers": lambda: diffusers(1), "ours": lambda: ours(1)}
     # the safety checker is work the bare pipeline does not do: shown apart
-    sides["ours_without_safety_check"] = lambda: ours(1, disable_safety_check=True)
+    unchecked = {k: True for k in template_inputs(args, 1) if k.startswith("disable_safety")}
+    sides["ours_without_safety_check"] = lambda: ours(1, **unchecked)
     single = alternate(sides, args.repeats)
     batch = alternate(
         {"diffusers": lambda: diffusers(4), "ours": lambda: ours(4)}, max(1, args.repeats // 2)
@@ -147,12 +169,10 @@ def latency(args, weights: Path, template: Path) -> dict:
 
 
 def setup(args, weights: Path, template: Path) -> dict:
-    _environment(weights, template)
-    from templates.predict import Vanilla
-
+    _environment(args, weights, template)
     read_all(weights)  # warm the page cache for both measurements
     read = read_all(weights)
-    runner = Vanilla()
+    runner = template_runner(args)()
     started = time.perf_counter()
     runner.setup()  # the first setup also imports diffusers' pipeline modules (and compiles)
     first = time.perf_counter() - started
@@ -165,7 +185,7 @@ def setup(args, weights: Path, template: Path) -> dict:
     }
 
 
-def boot(weights: Path, template: Path, folder: Path) -> dict:
+def boot(args, weights: Path, template: Path, folder: Path) -> dict:
     """Seconds from starting the real server to READY; with the compile cache when one is made."""
     from buildkit.cog_client import CogServer
     from core.fast_path import COMPILE_CACHE, FastPath
@@ -182,31 +202,34 @@ def boot(weights: Path, template: Path, folder: Path) -> dict:
         if run == "with_compile_cache":
             from buildkit.compile_cache import write_cache
 
-            write_cache("vanilla", weights, template, cache)
+            write_cache(template_name(args), weights, template, cache)
         # a fresh inductor cache: a cold machine, whatever earlier runs compiled here
         env["TORCHINDUCTOR_CACHE_DIR"] = str(folder / f"inductor-{run}")
         started = time.perf_counter()
-        with CogServer("vanilla", env=env, setup_timeout=1800):
+        with CogServer(template_name(args), env=env, setup_timeout=1800):
             result[f"boot_to_ready_s_{run}"] = round(time.perf_counter() - started, 2)
     return result
 
 
 def child(args, side: str, weights: Path, template: Path) -> dict:
     flags = ["--weights", str(weights), "--template", str(template), "--shape", args.shape]
+    flags += ["--family", args.family]
     flags += ["--size", str(args.size), "--steps", str(args.steps), "--repeats", str(args.repeats)]
     flags += ["--threads", str(args.threads)]
     return workers.run("bench.infer", side, flags)
 
 
 def make_weights(args, folder: Path) -> tuple[Path, Path]:
+    from buildkit import real_shape, tiny
     from buildkit.tiny_templates import write_template_weights
 
-    if args.shape == "tiny":
-        from buildkit.tiny import write_sd15
-    else:
-        from buildkit.real_shape import write_sd15
-    template = write_template_weights("vanilla", folder / "template", shape=args.shape)
-    return write_sd15(folder / "weights"), template
+    builder = tiny if args.shape == "tiny" else real_shape
+    shape = "sd15" if args.shape != "tiny" else "tiny"  # the checker's shape is CLIP's anyway
+    # the refiner is not benchmarked: the bare pipeline has none
+    template = write_template_weights(
+        template_name(args), folder / "template", shape=shape, refiner=False
+    )
+    return getattr(builder, f"write_{args.family}")(folder / "weights"), template
 
 
 def report(args, sides: dict, boots: dict) -> dict:
@@ -233,7 +256,10 @@ def report(args, sides: dict, boots: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shape", choices=["tiny", "sd15"], default="tiny")
+    parser.add_argument(
+        "--shape", choices=["tiny", "sd15", "sdxl"], default="tiny", help="sd15, sdxl: real shape"
+    )
+    parser.add_argument("--family", choices=["sd15", "sdxl"], default=None)
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
@@ -245,7 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--template", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.size = args.size or (64 if args.shape == "tiny" else 512)
+    args.family = args.family or (args.shape if args.shape != "tiny" else "sd15")
+    real = {"sd15": 512, "sdxl": 1024}[args.family]
+    args.size = args.size or (64 if args.shape == "tiny" else real)
     if args.worker:
         if args.threads:  # on a shared CPU, one thread each gives steadier numbers
             torch.set_num_threads(args.threads)
@@ -255,10 +283,12 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         weights, template = make_weights(args, Path(folder))
         sides = {side: child(args, side, weights, template) for side in ("setup", "latency")}
-        boots = {} if args.no_boot else boot(weights, template, Path(folder))
+        boots = {} if args.no_boot else boot(args, weights, template, Path(folder))
     result = report(args, sides, boots)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"infer-{args.shape}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"infer-{args.shape}-{args.family}.json").write_text(
+        json.dumps(result, indent=2) + "\n"
+    )
     print(json.dumps(result, indent=2))
 
 

@@ -7,6 +7,10 @@
         --peer-script ~/diffusers/examples/dreambooth/train_dreambooth_lora.py
     python -m bench.train --method textual_inversion --config all \
         --peer-script ~/diffusers/examples/textual_inversion/textual_inversion.py
+    python -m bench.train --family sdxl --config all \
+        --peer-script ~/diffusers/examples/dreambooth/train_dreambooth_lora_sdxl.py
+    python -m bench.train --shape sdxl --resolution 1024 --precision bf16 --config all \
+        --peer-script ~/diffusers/examples/dreambooth/train_dreambooth_lora_sdxl.py  # on a GPU
 
 The peer is the user's own copy of the script, run unchanged by path (bench/peer.py) at the
 same settings: same base, photos, prompt, resolution, batch size, learning rate, schedule,
@@ -17,7 +21,7 @@ timed the same way: PyTorch's global optimizer-step hook after a CUDA sync. Repo
 steady seconds/step (after `--warmup` steps), wall time, time to the first step (which holds
 class-image generation under prior preservation), peak `max_memory_allocated`, device-level GPU
 peak (NVML) and peak RSS; and ours/peer ratios. JSON on stdout and in
-bench/results/train-<shape>.json.
+bench/results/train-<shape>-<family>-<method>.json.
 """
 
 from __future__ import annotations
@@ -88,15 +92,13 @@ def forwarded(args, setting: Setting) -> list[str]:
     ]
 
 
-def make_inputs(shape: str, folder: Path) -> tuple[Path, Path]:
+def make_inputs(shape: str, family: str, folder: Path) -> tuple[Path, Path]:
     """A base model and the photos, as a zip (ours) and a folder (the peer's)."""
+    from buildkit import real_shape, tiny
     from buildkit.sample_photos import photo, write_photo_zip
 
-    if shape == "tiny":
-        from buildkit.tiny import write_sd15
-    else:
-        from buildkit.real_shape import write_sd15
-    base = write_sd15(folder / "base")
+    builder = tiny if shape == "tiny" else real_shape
+    base = getattr(builder, f"write_{family}")(folder / "base")
     photos = write_photo_zip(folder / "photos.zip")
     (folder / "photos").mkdir()
     for name in ("astronaut", "chelsea", "coffee", "rocket"):
@@ -116,7 +118,10 @@ def machine() -> dict:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shape", choices=["tiny", "sd15"], default="tiny")
+    parser.add_argument(
+        "--shape", choices=["tiny", "sd15", "sdxl"], default="tiny", help="sd15, sdxl: real shape"
+    )
+    parser.add_argument("--family", choices=["sd15", "sdxl"], default=None)
     parser.add_argument(
         "--method", choices=["full", "lora", "textual_inversion", "pivotal"], default="full"
     )
@@ -130,7 +135,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--base", help=argparse.SUPPRESS)
     parser.add_argument("--photos", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.resolution = args.resolution or (64 if args.shape == "tiny" else 512)
+    args.family = args.family or (args.shape if args.shape != "tiny" else "sd15")
+    if args.shape != "tiny" and args.shape != args.family:
+        parser.error(f"--shape {args.shape} is a {args.shape} model; --family says {args.family}")
+    real = {"sd15": 512, "sdxl": 1024}[args.family]
+    args.resolution = args.resolution or (64 if args.shape == "tiny" else real)
     if args.peer_script and not args.peer_script.is_file():
         parser.error(f"--peer-script {args.peer_script} is not a file")
     return args
@@ -141,12 +150,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         return workers.report(run_ours(args, CONFIGS[args.config]))
 
-    names = configs_for(args.method) if args.config in (None, "all") else [args.config]
+    names = configs_for(args.method, args.family)
+    names = names if args.config in (None, "all") else [args.config]
     if args.config is None:
-        names = names[:1] if args.method != "full" else ["unet+te"]
+        names = names[:1] if args.method != "full" or args.family != "sd15" else ["unet+te"]
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        base, photos = make_inputs(args.shape, folder)
+        base, photos = make_inputs(args.shape, args.family, folder)
         configs = {name: bench_setting(args, CONFIGS[name], base, photos, folder) for name in names}
     report = {
         "benchmark": "train",
@@ -158,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
         "configs": configs,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"train-{args.shape}-{args.method}.json").write_text(
+    method = "pivotal" if args.family == "sdxl" else args.method
+    (RESULTS / f"train-{args.shape}-{args.family}-{method}.json").write_text(
         json.dumps(report, indent=2) + "\n"
     )
     print(json.dumps(report, indent=2))

@@ -8,6 +8,9 @@ betas, weight decay, epsilon and gradient clipping):
     lora, pivotal      examples/dreambooth/train_dreambooth_lora.py (diffusers has no SD1.5
                        pivotal script: LoRA is its nearest peer)
     textual_inversion  examples/textual_inversion/textual_inversion.py
+    SDXL (pivotal)     examples/dreambooth/train_dreambooth_lora_sdxl.py: ours pivots after 1%
+                       of the steps (ti_fraction=0.01), so nearly every step is the UNet LoRA
+                       step the peer makes
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class Setting:
     with_prior_preservation: bool = False
     use_8bit_adam: bool = False
     method: str = "full"
+    family: str = "sd15"
 
 
 METHOD_CONFIGS = {
@@ -46,6 +50,17 @@ METHOD_CONFIGS = {
     "textual_inversion": [Setting("ti", method="textual_inversion")],
     "pivotal": [Setting("pivotal", method="pivotal")],
 }
+SDXL_CONFIGS = [
+    Setting("sdxl-lora", method="pivotal", family="sdxl"),
+    Setting(
+        "sdxl-lora+gc+8bit",
+        gradient_checkpointing=True,
+        use_8bit_adam=True,
+        method="pivotal",
+        family="sdxl",
+    ),
+]
+SDXL_PROMPT = "a photo of TOK cat"
 CONFIGS = {
     s.name: s
     for s in [
@@ -62,21 +77,52 @@ CONFIGS = {
     ]
 }
 CONFIGS.update({s.name: s for settings in METHOD_CONFIGS.values() for s in settings})
+CONFIGS.update({s.name: s for s in SDXL_CONFIGS})
 
 
-def configs_for(method: str) -> list[str]:
+def configs_for(method: str, family: str = "sd15") -> list[str]:
+    if family == "sdxl":
+        return [s.name for s in SDXL_CONFIGS]
     if method == "full":
         return [name for name, s in CONFIGS.items() if s.method == "full"]
     return [s.name for s in METHOD_CONFIGS[method]]
 
 
+def sdxl_config(args, setting: Setting, photos: Path):
+    from trainer.sdxl_config import SDXLConfig
+
+    return SDXLConfig(
+        input_images=photos,
+        caption_prefix=SDXL_PROMPT,
+        resolution=args.resolution,
+        train_batch_size=1,
+        max_train_steps=args.steps,
+        lora_lr=LORA_LR,
+        ti_lr=TI_LR,
+        lora_rank=LORA_RANK,
+        ti_fraction=0.01,
+        lr_scheduler="constant",
+        lr_warmup_steps=0,
+        mixed_precision=args.precision,
+        gradient_checkpointing=setting.gradient_checkpointing,
+        use_8bit_adam=setting.use_8bit_adam,
+        checkpointing_steps=10 * args.steps,
+        seed=0,
+    )
+
+
 def run_ours(args, setting: Setting) -> dict:
     """In the child: our trainer on the setting, timed like the peer."""
-    from trainer import job
+    from trainer import job, sdxl_job
     from trainer.config import TrainConfig
 
     with tempfile.TemporaryDirectory() as work:
         os.environ.update(BASE_MODEL_DIR=args.base, TRAINER_WORK_DIR=work)
+        os.environ.setdefault("PREPROCESS_WEIGHTS_DIR", str(Path(work) / "no-preprocess"))
+        if setting.family == "sdxl":
+            clock, started = StepClock(), time.perf_counter()
+            result = sdxl_job.train(sdxl_config(args, setting, Path(args.photos)))
+            return _measured(clock, started, result)
         cfg = TrainConfig(
             instance_prompt=PROMPT,
             class_prompt=CLASS_PROMPT,
@@ -99,15 +145,17 @@ def run_ours(args, setting: Setting) -> dict:
             seed=0,
         )
         clock, started = StepClock(), time.perf_counter()
-        result = job.train(cfg)
-        wall = time.perf_counter() - started
-        size_mb = result.output.stat().st_size / 2**20
+        return _measured(clock, started, job.train(cfg))
+
+
+def _measured(clock: StepClock, started: float, result) -> dict:
+    wall = time.perf_counter() - started
     return {
         "stamps": clock.stamps,
         "started": started,
         "wall_seconds": round(wall, 3),
         "final_loss": result.summary["final_loss"],
-        "output_zip_mb": round(size_mb, 3),
+        "output_mb": round(result.output.stat().st_size / 2**20, 3),
         **memory(),
     }
 
@@ -123,13 +171,14 @@ def peer_precision(precision: str) -> str:
 def peer_flags(args, setting: Setting, base: Path, photos: Path, out: Path) -> list[str]:
     if setting.method == "textual_inversion":
         return textual_inversion_flags(args, base, photos, out)
+    sdxl = setting.family == "sdxl"
     flags = [
         "--pretrained_model_name_or_path",
         str(base),
         "--instance_data_dir",
         str(photos),
         "--instance_prompt",
-        PROMPT,
+        SDXL_PROMPT if sdxl else PROMPT,
         "--learning_rate",
         str(LEARNING_RATE if setting.method == "full" else LORA_LR),
         *common_flags(args, out),

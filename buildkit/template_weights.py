@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core import families
 from core.controls import CONTROLS, AnnotatorKind
 from templates.specs import TEMPLATES
 
@@ -22,8 +23,9 @@ def download_control_weights(name: str, directory: Path, token: str | None) -> N
     if spec.control is None:
         return
     control = CONTROLS[spec.control]
+    repo = families.of(spec.family).controlnets[spec.control.value]  # SD1.5's or SDXL's
     try:
-        _controlnet(control.controlnet_repo, directory / "controlnet", token)
+        _controlnet(repo, directory / "controlnet", token)
         _annotator(control, directory / "annotator", token)
     except SystemExit:
         raise

@@ -127,11 +127,13 @@ def write_sd15(directory: Path, seed: int = 0, inpainting: bool = False) -> Path
     return directory
 
 
-def tiny_controlnet(seed: int = 0):
-    """A ControlNet of the tiny UNet's shape whose control image really changes the output."""
+def tiny_controlnet(seed: int = 0, family: str = "sd15"):
+    """A ControlNet of the tiny UNet's shape (SD1.5's or SDXL's) whose control image really
+    changes the output."""
     from diffusers import ControlNetModel
 
-    controlnet = ControlNetModel.from_unet(tiny_unet(seed))
+    unet = tiny_sdxl_unet(seed) if family == "sdxl" else tiny_unet(seed)
+    controlnet = ControlNetModel.from_unet(unet)
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for name, tensor in controlnet.state_dict().items():
@@ -140,9 +142,9 @@ def tiny_controlnet(seed: int = 0):
     return controlnet
 
 
-def write_controlnet(directory: Path, seed: int = 0) -> Path:
+def write_controlnet(directory: Path, seed: int = 0, family: str = "sd15") -> Path:
     directory = Path(directory)
-    tiny_controlnet(seed).save_pretrained(directory, safe_serialization=True)
+    tiny_controlnet(seed, family).save_pretrained(directory, safe_serialization=True)
     return directory
 
 

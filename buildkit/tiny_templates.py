@@ -87,7 +87,7 @@ def write_template_weights(
     else:
         write_safety_checker(directory / "safety-checker", flag_everything=flag_everything)
         if spec.control is not None:
-            write_controlnet(directory / "controlnet")
+            write_controlnet(directory / "controlnet", family=spec.family.value)
     if spec.control is not None:
         write_annotator(spec.control, directory / "annotator")
     return directory

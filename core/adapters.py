@@ -112,10 +112,15 @@ def check_base(adapter: AdapterWeights, base: SDWeights) -> None:
 
 @dataclass(frozen=True)
 class LoraCall:
-    """Which LoRAs one request runs, and at what strength."""
+    """Which LoRAs one request runs, at what strength, and its upload's tokens (if any)."""
 
     names: tuple[str, ...] = ()
     scale: float = 1.0
+    upload: object | None = None  # core.lora_uploads.Upload
+
+    def rewrite(self, prompt: str | None) -> str | None:
+        """TOK as the upload's tokens, for this request (before the weights' own rewrite)."""
+        return self.upload.rewrite(prompt) if self.upload is not None and prompt else prompt
 
     def pipeline_arguments(self) -> dict:
         return {"cross_attention_kwargs": {"scale": self.scale}} if self.names else {}
@@ -149,7 +154,7 @@ class Adapters:
                 )
                 self.baked = (OUTPUT_ADAPTER,)
             if adapter.embeddings:
-                self._load_embeddings(output.file(adapter.embeddings), adapter.tokens)
+                self.load_embeddings(output.file(adapter.embeddings), adapter.tokens)
         except UserError:
             raise
         except Exception as error:  # the library's message, made fit for a user
@@ -169,7 +174,7 @@ class Adapters:
             what = "lacks" if missing else "has tensors the base's UNet does not:"
             raise broken(path.parent, path.name, f"{what} {len(names)} (first: {names[0]})")
 
-    def _load_embeddings(self, path: Path, tokens: tuple[str, ...]) -> None:
+    def load_embeddings(self, path: Path, tokens: tuple[str, ...]) -> None:
         """One row per new token in each text encoder, so each token is exactly the manifest's."""
         from safetensors.torch import load_file
 
@@ -191,6 +196,14 @@ class Adapters:
                 token=list(tokens),
                 text_encoder=getattr(self.pipeline, encoder),
                 tokenizer=getattr(self.pipeline, tokenizer),
+            )
+
+    def unload_tokens(self, tokens: tuple[str, ...]) -> None:
+        for encoder, tokenizer in zip(self.spec.text_encoders, self.spec.tokenizers, strict=True):
+            self.pipeline.unload_textual_inversion(
+                list(tokens),
+                tokenizer=getattr(self.pipeline, tokenizer),
+                text_encoder=getattr(self.pipeline, encoder),
             )
 
     def rewrite(self, prompt: str) -> str:
@@ -226,10 +239,11 @@ class Adapters:
     @contextmanager
     def active(self, upload: Path | None, scale: float) -> Iterator[LoraCall]:
         """The LoRAs of one request: the output's and `upload`'s; the output's alone after."""
-        names = self.baked + ((self.uploads.load(upload),) if upload is not None else ())
+        loaded = self.uploads.load(upload) if upload is not None else None
+        names = self.baked + ((loaded.name,) if loaded is not None else ())
         self.activate(names)
         try:
-            yield LoraCall(names, scale)
+            yield LoraCall(names, scale, loaded)
         finally:
             self.activate(self.baked)
 

@@ -24,6 +24,14 @@ from core.errors import UserError, WeightsMissingError
 from core.requests import CANNY_THRESHOLD
 
 DETECT_RESOLUTION = 512
+# the controlnet_aux detector class of each annotator with weights (UperNet is transformers')
+DETECTORS = {
+    AnnotatorKind.MIDAS: "MidasDetector",
+    AnnotatorKind.HED: "HEDdetector",
+    AnnotatorKind.MLSD: "MLSDdetector",
+    AnnotatorKind.NORMALBAE: "NormalBaeDetector",
+    AnnotatorKind.OPENPOSE: "OpenposeDetector",
+}
 
 
 @dataclass
@@ -37,10 +45,8 @@ class Annotator:
 
     def __call__(self, image: Image.Image, *, width: int, height: int, **params) -> Image.Image:
         image = image.convert("RGB")
-        if self.kind is AnnotatorKind.CANNY:
-            result = canny(image.resize((width, height)), **params)
-        elif self.kind is AnnotatorKind.SCRIBBLE:
-            result = scribble(image.resize((width, height)))
+        if self.kind in WITHOUT_WEIGHTS:  # on the image at the output's size
+            result = WITHOUT_WEIGHTS[self.kind](image.resize((width, height)), **params)
         elif self.kind is AnnotatorKind.UPERNET:
             result = segment(self.model, image)
         else:
@@ -70,13 +76,16 @@ def canny(image: Image.Image, low_threshold: int = 100, high_threshold: int = 20
     return Image.fromarray(edges).convert("RGB")
 
 
-def scribble(image: Image.Image) -> Image.Image:
+def scribble(image: Image.Image, **_) -> Image.Image:
     """White strokes on black, whichever way round the user drew them."""
     grey = np.asarray(image.convert("L"), dtype=np.uint8)
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     if border.mean() > 127:  # a dark drawing on a light page
         grey = 255 - grey
     return Image.fromarray(grey).convert("RGB")
+
+
+WITHOUT_WEIGHTS = {AnnotatorKind.CANNY: canny, AnnotatorKind.SCRIBBLE: scribble}
 
 
 def segment(model, image: Image.Image) -> Image.Image:
@@ -92,13 +101,15 @@ def segment(model, image: Image.Image) -> Image.Image:
     return Image.fromarray(palette[labels % len(palette)])
 
 
-def _require(directory: Path | None, files: tuple[str, ...], control: ControlType) -> Path:
+def _require(
+    directory: Path | None, files: tuple[str, ...], control: ControlType, template: str
+) -> Path:
     missing = [f for f in files if directory is None or not (Path(directory) / f).is_file()]
     if missing:
         where = Path(directory) / missing[0] if directory else missing[0]
         raise WeightsMissingError(
             f"the {control.value} annotator needs {where}, which is missing; run "
-            f"`script/download-weights template controlnet-{control.value}` before building"
+            f"`script/download-weights template {template}` before building"
         )
     return Path(directory)
 
@@ -106,18 +117,7 @@ def _require(directory: Path | None, files: tuple[str, ...], control: ControlTyp
 def _detector(kind: AnnotatorKind, directory: Path):
     import controlnet_aux as aux
 
-    folder = str(directory)
-    if kind is AnnotatorKind.MIDAS:
-        return aux.MidasDetector.from_pretrained(folder)
-    if kind is AnnotatorKind.HED:
-        return aux.HEDdetector.from_pretrained(folder)
-    if kind is AnnotatorKind.MLSD:
-        return aux.MLSDdetector.from_pretrained(folder)
-    if kind is AnnotatorKind.NORMALBAE:
-        return aux.NormalBaeDetector.from_pretrained(folder)
-    if kind is AnnotatorKind.OPENPOSE:
-        return aux.OpenposeDetector.from_pretrained(folder)
-    raise ValueError(kind)
+    return getattr(aux, DETECTORS[kind]).from_pretrained(str(directory))
 
 
 def load_annotator(
@@ -125,10 +125,13 @@ def load_annotator(
     directory: Path | None,
     device: str = "cpu",
     detect_resolution: int = DETECT_RESOLUTION,
+    template: str | None = None,
 ) -> Annotator:
+    """The annotator of `control`; `template` names the template in what-to-download errors."""
+    template = template or f"controlnet-{control.value}"
     spec = CONTROLS[control]
     kind = spec.annotator
-    if kind in (AnnotatorKind.CANNY, AnnotatorKind.SCRIBBLE):
+    if kind in WITHOUT_WEIGHTS:
         return Annotator(kind)
     if kind is AnnotatorKind.UPERNET:
         from transformers import AutoImageProcessor, UperNetForSemanticSegmentation
@@ -137,10 +140,11 @@ def load_annotator(
             directory and Path(directory) / "upernet",
             ("config.json", "model.safetensors", "preprocessor_config.json"),
             control,
+            template,
         )
         network = UperNetForSemanticSegmentation.from_pretrained(folder, use_safetensors=True)
         processor = AutoImageProcessor.from_pretrained(folder)
         return Annotator(kind, (network.to(device).eval(), processor))
-    folder = _require(directory, spec.annotator_files, control)
+    folder = _require(directory, spec.annotator_files, control, template)
     detector = _detector(kind, folder).to(device)
     return Annotator(kind, detector, detect_resolution)

@@ -8,24 +8,30 @@ not LoRA weights, or LoRA weights whose shapes do not fit the base are refused w
 UserError that says which. The LoRA is loaded under a name made of its content digest and kept
 loaded (CACHED_LORAS of them, least recently used dropped first), so a repeated `lora_weights`
 costs only the switch; diffusers reads it from a `.safetensors` file so its rank and alpha
-metadata come with it.
+metadata come with it. A pivotal output (cog-sdxl's `replicate_weights` is one) brings its new
+tokens too: they are loaded into every text encoder under names of their own (`<digest-i>`, so
+they never collide with the weights' tokens), and for that request TOK (or its token_string)
+stands for them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
 import tarfile
 import tempfile
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.archive import ArchiveLimits, extract
 from core.errors import UserError
 from core.fingerprint import fingerprint_file
-from core.manifest import LORA_FILE, MANIFEST_FILE, Manifest, ManifestError
+from core.manifest import LORA_FILE, MANIFEST_FILE, Adapter, Manifest, ManifestError
 from core.safetensors_file import PICKLE_SUFFIXES, describe, read_header
+from core.weights import public
 
 log = logging.getLogger(__name__)
 LABEL = "lora_weights"
@@ -34,15 +40,26 @@ CACHED_LORAS = 4
 LIMITS = ArchiveLimits(max_files=100, max_total_bytes=2 * 2**30, max_member_bytes=2 * 2**30)
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A loaded upload: its LoRA's adapter name, and its trained tokens (renamed) if any."""
+
+    name: str
+    words: Adapter | None = None
+
+    def rewrite(self, prompt: str) -> str:
+        return self.words.rewrite(prompt) if self.words else prompt
+
+
 class Uploads:
     """The uploaded LoRAs loaded into an Adapters' modules, by content digest."""
 
     def __init__(self, adapters):
         self.adapters = adapters
-        self.loaded: OrderedDict[str, str] = OrderedDict()  # digest -> adapter name
+        self.loaded: OrderedDict[str, Upload] = OrderedDict()  # digest -> what it loaded
 
-    def load(self, path: Path) -> str:
-        """The adapter name of the LoRA in `path`, loaded now unless it already is."""
+    def load(self, path: Path) -> Upload:
+        """The upload in `path`, loaded now unless it already is."""
         digest = fingerprint_file(path)
         if digest in self.loaded:
             self.loaded.move_to_end(digest)
@@ -51,12 +68,37 @@ class Uploads:
         with tempfile.TemporaryDirectory(prefix="lora-weights-") as scratch:
             folder, weight_name = lora_file(Path(path), Path(scratch))
             self._load(folder, weight_name, name)
-        self.loaded[digest] = name
+            words = self._load_tokens(folder, digest, name)
+        self.loaded[digest] = Upload(name, words)
         if len(self.loaded) > CACHED_LORAS:
             _, oldest = self.loaded.popitem(last=False)
-            self.adapters.delete(oldest)
-        log.info("%s: loaded LoRA %s (%s)", LABEL, digest, weight_name)
-        return name
+            self.adapters.delete(oldest.name)
+            if oldest.words:
+                self.adapters.unload_tokens(oldest.words.tokens)
+        tokens = f" and tokens {', '.join(words.tokens)}" if words else ""
+        log.info("%s: loaded LoRA %s (%s)%s", LABEL, digest, weight_name, tokens)
+        return self.loaded[digest]
+
+    def _load_tokens(self, folder: Path, digest: str, name: str) -> Adapter | None:
+        """The upload's trained tokens, under names of their own, when its manifest has them."""
+        if not (folder / MANIFEST_FILE).is_file():
+            return None
+        adapter = Manifest.read(folder).adapter
+        if adapter is None or not adapter.embeddings or not adapter.tokens:
+            return None
+        path = folder / adapter.embeddings
+        if not path.is_file():
+            raise UserError(
+                f"{LABEL}: the archive lacks {adapter.embeddings} (its manifest lists it)"
+            )
+        read_header(path, label=LABEL)
+        tokens = tuple(f"<{digest[:8]}-{i}>" for i in range(len(adapter.tokens)))
+        try:
+            self.adapters.load_embeddings(path, tokens)
+        except UserError as error:
+            self.adapters.delete(name)
+            raise UserError(f"{LABEL}: {public(str(error), folder)}") from None
+        return dataclasses.replace(adapter, tokens=tokens)
 
     def _load(self, folder: Path, weight_name: str, name: str) -> None:
         from core.adapters import first_reason

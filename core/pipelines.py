@@ -84,6 +84,7 @@ class Engine:
         template_dir: Path,
         control: ControlType | None = None,
         adapter: AdapterWeights | None = None,
+        template: str | None = None,
     ) -> Engine:
         import diffusers
 
@@ -104,8 +105,11 @@ class Engine:
             engine.refiner = Refiner.load(template_dir, base, spec, device, dtype, adapters.rewrite)
         template_dir = Path(template_dir)
         if control is not None:
-            engine.controlnet = _load_controlnet(template_dir, control, device, dtype)
-            engine.annotator = load_annotator(control, template_dir / "annotator", device)
+            template = template or f"controlnet-{control.value}"
+            engine.controlnet = _load_controlnet(template_dir, template, device, dtype)
+            engine.annotator = load_annotator(
+                control, template_dir / "annotator", device, template=template
+            )
         engine.checker_dir = template_dir / "safety-checker"
         engine.checker = safety.load(engine.checker_dir, device, dtype)
         engine.speed_up(template_dir)
@@ -190,7 +194,7 @@ class Engine:
                 "refine=no_refiner, or run `script/download-weights template sdxl` and rebuild"
             )
         if self.refiner is not None:
-            self.refiner.check(request)
+            self.refiner.check(request, self.pipelines.get(mode))
         pipeline = self.pipeline(mode, request.scheduler)
         with self.adapters.active(request.lora_weights, request.lora_scale) as lora:
             control = self.control(request) if mode in CONTROL_MODES else None
@@ -199,10 +203,11 @@ class Engine:
             _log_request(request)
             with self.adapters.text_encoder_scaled(lora):
                 variant = self.adapters.prompt_variant(lora)
-                embeddings = self.prompts(request.prompt, request.negative_prompt, variant)
+                texts = lora.rewrite(request.prompt), lora.rewrite(request.negative_prompt)
+                embeddings = self.prompts(*texts, variant)
                 refined = None
                 if request.refine != NO_REFINER:
-                    refined = self.refiner.prompts(request.prompt, request.negative_prompt, variant)
+                    refined = self.refiner.prompts(*texts, variant)
             embeddings = RequestPrompts(embeddings, refined)
             arguments = {**mode_arguments(mode, request, control), **lora.pipeline_arguments()}
             yield from self._kept_images(pipeline, request, embeddings, arguments)
@@ -298,15 +303,14 @@ def _log_request(request: GenerationRequest) -> None:
         )
 
 
-def _load_controlnet(template_dir: Path, control: ControlType, device: str, dtype):
+def _load_controlnet(template_dir: Path, template: str, device: str, dtype):
     import diffusers
 
     folder = template_dir / "controlnet"
     if not (folder / "config.json").is_file():
         raise WeightsMissingError(
-            f"the controlnet-{control.value} template's ControlNet is missing (template-weights/"
-            f"controlnet); run `script/download-weights template controlnet-{control.value}` "
-            "before building"
+            f"the {template} template's ControlNet is missing (template-weights/controlnet); "
+            f"run `script/download-weights template {template}` before building"
         )
     controlnet = diffusers.ControlNetModel.from_pretrained(
         folder, dtype=dtype, use_safetensors=True, local_files_only=True

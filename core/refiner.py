@@ -17,6 +17,7 @@ encoder only, pooled), so TOK, the trained tokens and the weighting syntax work 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from inspect import signature
 from pathlib import Path
 
 from core.errors import UserError
@@ -68,11 +69,17 @@ class Refiner:
         prompts = PromptEncoder.for_pipeline(base, spec, rewrite, encoders=spec.text_encoders[-1:])
         return cls(pipeline, prompts, own["scheduler"].config)
 
-    def check(self, request: GenerationRequest) -> None:
+    def check(self, request: GenerationRequest, pipeline) -> None:
         """An expert ensemble whose split leaves the base or the refiner no step is refused
-        (diffusers would silently skip the refiner), counted on the request's own schedule."""
+        (diffusers would silently skip the refiner), counted on the request's own schedule, as
+        is one in a mode whose pipeline cannot stop early (ControlNet img2img)."""
         if request.refine != EXPERT_ENSEMBLE:
             return
+        if pipeline is not None and "denoising_end" not in signature(pipeline.__call__).parameters:
+            raise UserError(
+                f"refine={EXPERT_ENSEMBLE} does not work in {request.mode.value} mode (its "
+                "pipeline cannot hand over part-way); use base_image_refiner"
+            )
         scheduler = make_scheduler(request.scheduler, self.scheduler_config)
         scheduler.set_timesteps(request.num_inference_steps)
         total = scheduler.config.num_train_timesteps

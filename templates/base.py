@@ -52,6 +52,7 @@ class TemplateRunner:
                     template_dir=weights.template_weights_dir(),
                     control=self.spec.control,
                     adapter=adapter,
+                    template=self.spec.name,
                 )
         except UserError as error:
             self.unusable = error

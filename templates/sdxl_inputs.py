@@ -98,11 +98,21 @@ ORDER = (
     "lora_weights",
     "disable_safety_checker",
 )
+CONTROL = ("control_image", "controlnet_conditioning_scale", "return_processed_control")
+# adapter class -> (the template it serves when $TEMPLATE is unset, its inputs in order)
+ADAPTERS = {
+    "SDXL": ("sdxl", ORDER),
+    "SDXLControlNet": ("sdxl-controlnet-depth", (*ORDER, *CONTROL)),
+    "SDXLCanny": ("sdxl-controlnet-canny", (*ORDER, *CONTROL, "low_threshold", "high_threshold")),
+}
 DOCSTRING = """
-Cog adapter of the SDXL template: replicate/cog-sdxl's predictor inputs, over the same engine.
+Cog adapters of the SDXL templates: replicate/cog-sdxl's predictor inputs, over the same engine.
 
-    SDXL        sdxl        txt2img, img2img (image), inpainting (image + mask); refine with
-                            the refiner; the invisible watermark; the trained tokens (TOK)
+    SDXL            sdxl                     txt2img, img2img (image), inpainting (image +
+                                             mask); refine with the refiner; the invisible
+                                             watermark; the trained tokens (TOK)
+    SDXLControlNet  sdxl-controlnet-depth    + control_image (any mode)
+    SDXLCanny       sdxl-controlnet-canny    + the Canny thresholds
 
 Rendered from templates/sdxl_inputs.py, because `cog build` reads the signatures statically;
 tests/test_cog_adapters.py fails when it is stale.
@@ -112,7 +122,7 @@ tests/test_cog_adapters.py fails when it is stale.
 def inputs() -> list[InputSpec]:
     own = {spec.name: spec for spec in OWN}
     chosen = []
-    for name in ORDER:
+    for name in dict.fromkeys(n for _, names in ADAPTERS.values() for n in names):
         spec = own.get(name) or dataclasses.replace(SHARED[name], **CHANGED.get(name, {}))
         chosen.append(spec)
     return chosen
@@ -120,12 +130,15 @@ def inputs() -> list[InputSpec]:
 
 def adapters() -> Module:
     """The Module that templates/sdxl_predict.py is rendered from."""
-    runner = AdapterClass(
-        "SDXL",
-        ("TemplateRunner", "BaseRunner"),
-        Signature("run", ORDER, "Iterator[Path]", shared.BODY, decorators=("streaming",)),
-        attributes=('default_template = "sdxl"',),
-    )
+    runners = [
+        AdapterClass(
+            name,
+            ("TemplateRunner", "BaseRunner"),
+            Signature("run", names, "Iterator[Path]", shared.BODY, decorators=("streaming",)),
+            attributes=(f'default_template = "{template}"',),
+        )
+        for name, (template, names) in ADAPTERS.items()
+    ]
     return Module(
         docstring=DOCSTRING,
         imports=[
@@ -136,7 +149,7 @@ def adapters() -> Module:
             "from templates.base import TemplateRunner",
         ],
         inputs=inputs(),
-        parts=[runner],
+        parts=runners,
         source="templates/sdxl_inputs.py",
         command=RENDER,
     )

@@ -1,7 +1,10 @@
-"""Cog adapter of the SDXL template: replicate/cog-sdxl's predictor inputs, over the same engine.
+"""Cog adapters of the SDXL templates: replicate/cog-sdxl's predictor inputs, over the same engine.
 
-    SDXL        sdxl        txt2img, img2img (image), inpainting (image + mask); refine with
-                            the refiner; the invisible watermark; the trained tokens (TOK)
+    SDXL            sdxl                     txt2img, img2img (image), inpainting (image +
+                                             mask); refine with the refiner; the invisible
+                                             watermark; the trained tokens (TOK)
+    SDXLControlNet  sdxl-controlnet-depth    + control_image (any mode)
+    SDXLCanny       sdxl-controlnet-canny    + the Canny thresholds
 
 Rendered from templates/sdxl_inputs.py, because `cog build` reads the signatures statically;
 tests/test_cog_adapters.py fails when it is stale.
@@ -140,6 +143,32 @@ class Inputs:
         default=False,
         description="Skip the safety checker, which otherwise drops flagged images.",
     )
+    control_image = Input(
+        default=None,
+        description="Image for the ControlNet: the template's annotator turns it into the control (edges, depth, pose…).",
+    )
+    controlnet_conditioning_scale = Input(
+        default=1.0,
+        ge=0.0,
+        le=4.0,
+        description="How strongly the control image steers the image.",
+    )
+    return_processed_control = Input(
+        default=False,
+        description="Also return the annotator's control image (first).",
+    )
+    low_threshold = Input(
+        default=100,
+        ge=1,
+        le=255,
+        description="Canny low threshold.",
+    )
+    high_threshold = Input(
+        default=200,
+        ge=1,
+        le=255,
+        description="Canny high threshold.",
+    )
 
 
 class SDXL(TemplateRunner, BaseRunner):
@@ -168,6 +197,78 @@ class SDXL(TemplateRunner, BaseRunner):
         replicate_weights: Path | None = Inputs.replicate_weights,
         lora_weights: Path | None = Inputs.lora_weights,
         disable_safety_checker: bool = Inputs.disable_safety_checker,
+    ) -> Iterator[Path]:
+        inputs = dict(locals())
+        del inputs["self"]
+        yield from self.generate(inputs)
+
+
+class SDXLControlNet(TemplateRunner, BaseRunner):
+    default_template = "sdxl-controlnet-depth"
+
+    @streaming
+    def run(
+        self,
+        prompt: str | None = Inputs.prompt,
+        negative_prompt: str | None = Inputs.negative_prompt,
+        image: Path | None = Inputs.image,
+        mask: Path | None = Inputs.mask,
+        width: int = Inputs.width,
+        height: int = Inputs.height,
+        num_outputs: int = Inputs.num_outputs,
+        scheduler: str = Inputs.scheduler,
+        num_inference_steps: int = Inputs.num_inference_steps,
+        guidance_scale: float = Inputs.guidance_scale,
+        prompt_strength: float = Inputs.prompt_strength,
+        seed: int | None = Inputs.seed,
+        refine: str = Inputs.refine,
+        high_noise_frac: float = Inputs.high_noise_frac,
+        refine_steps: int | None = Inputs.refine_steps,
+        apply_watermark: bool = Inputs.apply_watermark,
+        lora_scale: float = Inputs.lora_scale,
+        replicate_weights: Path | None = Inputs.replicate_weights,
+        lora_weights: Path | None = Inputs.lora_weights,
+        disable_safety_checker: bool = Inputs.disable_safety_checker,
+        control_image: Path | None = Inputs.control_image,
+        controlnet_conditioning_scale: float = Inputs.controlnet_conditioning_scale,
+        return_processed_control: bool = Inputs.return_processed_control,
+    ) -> Iterator[Path]:
+        inputs = dict(locals())
+        del inputs["self"]
+        yield from self.generate(inputs)
+
+
+class SDXLCanny(TemplateRunner, BaseRunner):
+    default_template = "sdxl-controlnet-canny"
+
+    @streaming
+    def run(
+        self,
+        prompt: str | None = Inputs.prompt,
+        negative_prompt: str | None = Inputs.negative_prompt,
+        image: Path | None = Inputs.image,
+        mask: Path | None = Inputs.mask,
+        width: int = Inputs.width,
+        height: int = Inputs.height,
+        num_outputs: int = Inputs.num_outputs,
+        scheduler: str = Inputs.scheduler,
+        num_inference_steps: int = Inputs.num_inference_steps,
+        guidance_scale: float = Inputs.guidance_scale,
+        prompt_strength: float = Inputs.prompt_strength,
+        seed: int | None = Inputs.seed,
+        refine: str = Inputs.refine,
+        high_noise_frac: float = Inputs.high_noise_frac,
+        refine_steps: int | None = Inputs.refine_steps,
+        apply_watermark: bool = Inputs.apply_watermark,
+        lora_scale: float = Inputs.lora_scale,
+        replicate_weights: Path | None = Inputs.replicate_weights,
+        lora_weights: Path | None = Inputs.lora_weights,
+        disable_safety_checker: bool = Inputs.disable_safety_checker,
+        control_image: Path | None = Inputs.control_image,
+        controlnet_conditioning_scale: float = Inputs.controlnet_conditioning_scale,
+        return_processed_control: bool = Inputs.return_processed_control,
+        low_threshold: int = Inputs.low_threshold,
+        high_threshold: int = Inputs.high_threshold,
     ) -> Iterator[Path]:
         inputs = dict(locals())
         del inputs["self"]

@@ -47,18 +47,28 @@ def _controlnet(control: ControlType) -> TemplateSpec:
     )
 
 
-SDXL_TEMPLATE = TemplateSpec(
-    "sdxl",
-    f"{SDXL_ADAPTERS}:SDXL",
-    family=Family.SDXL,
-    default_prompt="An astronaut riding a rainbow unicorn",  # cog-sdxl's
-    size=SIZE_SDXL,
-)
+def _sdxl(control: ControlType | None = None) -> TemplateSpec:
+    """The SDXL template, or an SDXL ControlNet template (the controls SDXL has checkpoints
+    for: core/families.py): the same engine, cog-sdxl's inputs."""
+    canny = control is ControlType.CANNY
+    adapter = "SDXL" if control is None else ("SDXLCanny" if canny else "SDXLControlNet")
+    return TemplateSpec(
+        "sdxl" if control is None else f"sdxl-controlnet-{control.value}",
+        f"{SDXL_ADAPTERS}:{adapter}",
+        control,
+        family=Family.SDXL,
+        control_inputs=("low_threshold", "high_threshold") if canny else (),
+        default_prompt="An astronaut riding a rainbow unicorn",  # cog-sdxl's
+        size=SIZE_SDXL,
+    )
+
+
 TEMPLATES: dict[str, TemplateSpec] = {
     spec.name: spec
     for spec in [TemplateSpec("vanilla", f"{ADAPTERS}:Vanilla")]
     + [_controlnet(control) for control in ControlType]
-    + [SDXL_TEMPLATE]
+    + [_sdxl()]
+    + [_sdxl(ControlType(name)) for name in families.SDXL.controlnets]
 }
 
 

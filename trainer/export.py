@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import tarfile
 import zipfile
 from pathlib import Path
 
 import torch
 
-from core.manifest import Adapter, Manifest, identifier_token
+from core.manifest import Adapter, Manifest
 
 STORED_SUFFIXES = {".safetensors", ".png"}  # already dense: compressing costs time, saves ~0
 
@@ -106,12 +107,27 @@ def resolved_args(cfg, accelerator, total: int) -> dict:
     args["mixed_precision"] = accelerator.mixed_precision
     args["max_train_steps"] = total
     for name in ("learning_rate", "lora_lr", "ti_lr"):
-        args[name] = getattr(cfg, name) * scale
+        if name in args:  # the SDXL trainer's UNet rate is unet_learning_rate (scale 1)
+            args[name] = getattr(cfg, name) * scale
     return args
 
 
-def finish(cfg, base, method, accelerator, run_dir: Path, total: int) -> Path:
-    """The trained model -> samples, the method's files, manifest.json, args.json -> zip."""
+def tar_folder(directory: Path, destination: Path) -> Path:
+    """As cog-sdxl's trained_model.tar: the files at the root, uncompressed."""
+    partial = destination.with_suffix(".partial")
+    with tarfile.open(partial, "w") as archive:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                archive.add(path, arcname=path.relative_to(directory).as_posix())
+    partial.replace(destination)
+    return destination
+
+
+def finish(
+    cfg, base, method, accelerator, run_dir: Path, total: int, output: str = "output.zip"
+) -> Path:
+    """The trained model -> samples, the method's files, manifest.json, args.json -> the
+    output archive: output.zip (the SD1.5 trainer), trained_model.tar (the SDXL trainer's)."""
     pipeline = base.pipeline
     for name, module in method.wrapped.items():
         setattr(pipeline, name, unwrap(accelerator, module))
@@ -141,10 +157,11 @@ def finish(cfg, base, method, accelerator, run_dir: Path, total: int) -> Path:
         base=base.name,
         base_fingerprint=base.fingerprint,
         instance_prompt=cfg.instance_prompt,
-        token=identifier_token(cfg.instance_prompt, cfg.class_prompt),
+        token=cfg.new_token_word(),
         trained_parts=method.trained_parts(),
         resolution=cfg.resolution,
         adapter=Adapter(**adapter) if adapter else None,
     )
     write_records(folder, manifest, resolved_args(cfg, accelerator, total))
-    return zip_folder(folder, run_dir / "output.zip")
+    pack = tar_folder if output.endswith(".tar") else zip_folder
+    return pack(folder, run_dir / output)

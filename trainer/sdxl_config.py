@@ -189,6 +189,11 @@ class SDXLConfig(Inputs):
     adam_beta1, adam_beta2, adam_weight_decay, adam_epsilon = 0.9, 0.999, 1e-4, 1e-8
     center_crop = True  # the crop is chosen by preprocessing (salience or centre)
     pad_tokens = True
+    # samples (save_sample_prompt): cog-sdxl's fixed settings
+    save_sample_negative_prompt = None
+    n_save_sample = 1
+    save_guidance_scale = 7.5
+    save_infer_steps = 30
 
     def new_token_word(self) -> str:
         return self.token_string.strip()

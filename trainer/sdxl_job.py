@@ -20,11 +20,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.manifest import Adapter, Family, Manifest, Method
+from core.manifest import Family, Method
 from trainer import base_model, export, job, loop, retention
 from trainer.accelerator import make_accelerator
 from trainer.checkpoints import CheckpointStore
@@ -39,7 +38,6 @@ from trainer.sdxl_config import SDXLConfig
 
 OUTPUT = "trained_model.tar"
 NOT_IN_RUN_ID = {"save_sample_prompt", "checkpointing_steps", "resume", "verbose"}
-SAMPLE_STEPS, SAMPLE_GUIDANCE = 30, 7.5
 
 
 def run_id(cfg: SDXLConfig, base_fingerprint: str) -> str:
@@ -112,57 +110,5 @@ def _train_in(run_dir: Path, cfg: SDXLConfig, base_ref, accelerator, callbacks) 
     )
     output = run_dir / OUTPUT
     if accelerator.is_main_process:
-        output = finish(cfg, base, method, accelerator, run_dir, total)
+        output = export.finish(cfg, base, method, accelerator, run_dir, total, OUTPUT)
     return job.Result(output, result.steps, result.resumed_from, result.summary)
-
-
-def finish(cfg: SDXLConfig, base, method, accelerator, run_dir: Path, total: int) -> Path:
-    """Samples, the method's files, manifest.json and args.json, tarred at the root."""
-    import shutil
-
-    pipeline = base.pipeline
-    for name, module in method.wrapped.items():
-        setattr(pipeline, name, export.unwrap(accelerator, module))
-    dtype = export.export_dtype(accelerator)
-    pipeline.to(accelerator.device, dtype)
-    folder = run_dir / "output"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    if cfg.save_sample_prompt:
-        export.save_samples(
-            pipeline,
-            folder / "samples",
-            prompt=method.rewrite(cfg.save_sample_prompt),
-            negative_prompt=None,
-            count=1,
-            guidance_scale=SAMPLE_GUIDANCE,
-            steps=SAMPLE_STEPS,
-            resolution=cfg.resolution,
-            seed=cfg.seed,
-        )
-    adapter = method.export(pipeline, folder, dtype)
-    manifest = Manifest(
-        family=Family.SDXL,
-        method=method.method,
-        base=base.name,
-        base_fingerprint=base.fingerprint,
-        instance_prompt=cfg.caption_prefix.strip() or cfg.token_string,
-        token=cfg.token_string,
-        trained_parts=method.trained_parts(),
-        resolution=cfg.resolution,
-        adapter=Adapter(**adapter),
-    )
-    args = cfg.to_dict()
-    args.update(mixed_precision=accelerator.mixed_precision, max_train_steps=total)
-    export.write_records(folder, manifest, args)
-    return tar_folder(folder, run_dir / OUTPUT)
-
-
-def tar_folder(directory: Path, destination: Path) -> Path:
-    partial = destination.with_suffix(".partial")
-    with tarfile.open(partial, "w") as archive:
-        for path in sorted(directory.rglob("*")):
-            if path.is_file():
-                archive.add(path, arcname=path.relative_to(directory).as_posix())
-    partial.replace(destination)
-    return destination

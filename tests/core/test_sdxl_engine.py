@@ -64,3 +64,66 @@ def test_each_template_family_refuses_the_other_by_name(tiny_sdxl, tiny_sd15):
         find(tiny_sdxl)
     with pytest.raises(BrokenWeightsError, match=r"SD1\.5 weights and this template serves SDXL"):
         find(tiny_sd15, (Family.SDXL,))
+
+
+def test_sdxl_controlnet_canny_steers_the_image_in_every_mode_from_the_same_engine(
+    tiny_sdxl, template_weights, monkeypatch
+):
+    from buildkit.sample_photos import photo
+    from core.controls import ControlType
+
+    monkeypatch.setenv("INFERENCE_DTYPE", "fp32")
+    canny = Engine.load(
+        find(tiny_sdxl, (Family.SDXL,)),
+        template_dir=template_weights("sdxl-controlnet-canny"),
+        control=ControlType.CANNY,
+        template="sdxl-controlnet-canny",
+    )
+    edges = photo("astronaut").resize((64, 64))
+    plain = image(canny)
+    steered = image(canny, control_image=edges)
+    unscaled = image(canny, control_image=edges, controlnet_conditioning_scale=0.0)
+    assert not np.array_equal(plain, steered)
+    assert np.abs(unscaled.astype(int) - plain).max() <= 2
+    start = photo("coffee").resize((64, 64))
+    refined = image(canny, control_image=edges, image=start, refine="base_image_refiner")
+    assert refined.shape == (64, 64, 3)
+    with pytest.raises(UserError, match="does not work in controlnet_img2img mode"):
+        image(canny, control_image=edges, image=start, refine="expert_ensemble_refiner")
+
+
+def test_a_full_fine_tune_output_loads_its_unet_over_the_base(
+    tiny_sdxl, photo_zip, tmp_path, monkeypatch
+):
+    import tarfile
+
+    from safetensors.torch import load_file
+
+    from core.adapters import find_weights
+    from trainer import sdxl_job
+    from trainer.sdxl_config import SDXLConfig
+
+    monkeypatch.setenv("BASE_MODEL_DIR", str(tiny_sdxl))
+    monkeypatch.setenv("TRAINER_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("PREPROCESS_WEIGHTS_DIR", str(tmp_path / "none"))
+    cfg = SDXLConfig(
+        input_images=photo_zip,
+        is_lora=False,
+        resolution=64,
+        max_train_steps=2,
+        train_batch_size=2,
+        lr_warmup_steps=0,
+    )
+    with tarfile.open(sdxl_job.train(cfg).output) as archive:
+        archive.extractall(tmp_path / "weights", filter="data")
+    monkeypatch.setenv("WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("BASE_WEIGHTS_DIR", str(tiny_sdxl))
+    base, adapter = find_weights((Family.SDXL,))
+    assert adapter.adapter.unet == "unet.safetensors" and adapter.adapter.lora is None
+    monkeypatch.setenv("INFERENCE_DTYPE", "fp32")
+    tuned = Engine.load(base, template_dir=tmp_path / "none", adapter=adapter)
+    trained = load_file(tmp_path / "weights" / "unet.safetensors")
+    loaded = tuned.base.unet.state_dict()
+    assert all(torch.equal(loaded[k], v.to(loaded[k].dtype)) for k, v in trained.items())
+    plain = Engine.load(base, template_dir=tmp_path / "none")
+    assert not np.array_equal(image(tuned), image(plain))

@@ -1,6 +1,7 @@
 """The SDXL template through Cog's real HTTP server, on the SDXL trainer's own trained_model.tar.
 
-One server serves what the build step makes of a pivotal training (its LoRA and its tokens in
+A photo zip goes through the SDXL trainer's Cog server; one template server serves what the
+build step makes of its pivotal training (its LoRA and its tokens in
 /src/weights, the base in /src/base-weights, the tiny refiner in template-weights/). Requests
 use cog-sdxl's input names; what each mode returns is compared with the bare base, run in
 this process on the same CPU (the same bits: every image uses its own seeded generator).
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from buildkit.cog_client import data_uri, succeeded
+from buildkit.cog_client import CogServer, data_uri, decode_data_uri, succeeded
 from core.manifest import Family
 from core.pipelines import Engine
 from core.requests import GenerationRequest
@@ -31,29 +32,35 @@ SMALL = dict(
 )
 WORD = "a photo of TOK"  # the trained tokens stand for TOK
 PLAIN = "a photo of a cat"  # no trained token: only the LoRA can change it
+# tiny models need large steps for the LoRA and the tokens to show at lora_scale 0.6
+TRAINING = dict(
+    resolution=64,
+    max_train_steps=4,
+    train_batch_size=2,
+    lr_warmup_steps=0,
+    seed=0,
+    lora_lr=0.5,
+    ti_lr=0.5,
+)
 
 
 @pytest.fixture(scope="module")
 def trained_tar(tmp_path_factory, tiny_sdxl, photo_zip):
-    from trainer import sdxl_job
-    from trainer.sdxl_config import SDXLConfig
-
+    """A photo zip through the SDXL trainer's own Cog server: its trained_model.tar."""
     work = tmp_path_factory.mktemp("sdxl-trained")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BASE_MODEL_DIR", str(tiny_sdxl))
-        patch.setenv("TRAINER_WORK_DIR", str(work / "work"))
-        patch.setenv("PREPROCESS_WEIGHTS_DIR", str(work / "none"))
-        cfg = SDXLConfig(
-            input_images=photo_zip,
-            resolution=64,
-            max_train_steps=4,
-            train_batch_size=2,
-            lr_warmup_steps=0,
-            seed=0,
-            lora_lr=0.5,  # tiny models need large steps for the LoRA to show at lora_scale 0.6
-            ti_lr=0.5,
+    env = {
+        "BASE_MODEL_DIR": str(tiny_sdxl),
+        "TRAINER_WORK_DIR": str(work / "work"),
+        "PREPROCESS_WEIGHTS_DIR": str(work / "none"),
+        "COG_TEST_LOG_DIR": str(work),
+    }
+    with CogServer("trainer-sdxl", env=env) as trainer:
+        status, body = trainer.predict(
+            input_images=data_uri(photo_zip, "application/zip"), **TRAINING
         )
-        return sdxl_job.train(cfg).output
+    path = work / "trained_model.tar"
+    path.write_bytes(decode_data_uri(succeeded(status, body)["output"]))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +170,12 @@ def test_bad_sdxl_inputs_are_named(server):
         assert status == 422 or body["status"] == "failed", body
         assert named in message, message
 
+
+def test_a_pivotal_tar_given_per_request_brings_its_tokens_for_that_request(
+    server, bare_base, trained_tar
+):
+    (trained,) = run(server, prompt=WORD, lora_scale=0.0)  # the weights' own tokens
+    uploaded = base_image(bare_base, prompt=WORD, lora_scale=0.0, lora_weights=trained_tar)
+    word = base_image(bare_base, prompt=WORD)  # without it, TOK is a plain word again
+    assert np.array_equal(uploaded, trained)
+    assert not np.array_equal(uploaded, word)

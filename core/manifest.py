@@ -115,7 +115,9 @@ class Manifest:
 
     @property
     def is_adapter(self) -> bool:
-        return self.method is not Method.DREAMBOOTH
+        """Files to load on top of a base: every method but an SD1.5 dreambooth (a whole
+        pipeline); the SDXL trainer's dreambooth is a UNet (adapter.unet) and its tokens."""
+        return self.adapter is not None
 
     def __post_init__(self) -> None:
         if isinstance(self.adapter, dict):
@@ -135,7 +137,7 @@ class Manifest:
             raise ManifestError(f"{MANIFEST_FILE}: instance_prompt must be a non-empty string")
         if not isinstance(self.resolution, int) or self.resolution <= 0:
             raise ManifestError(f"{MANIFEST_FILE}: resolution must be a positive integer")
-        if self.is_adapter and self.adapter is None:
+        if self.method is not Method.DREAMBOOTH and self.adapter is None:
             raise ManifestError(
                 f"{MANIFEST_FILE}: method {self.method.value} needs the adapter's files (adapter)"
             )

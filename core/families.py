@@ -47,6 +47,8 @@ class FamilySpec:
     # what the txt2img pipeline's constructor takes beyond the modules
     pipeline_options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     watermark: bool = False  # its pipelines can apply the invisible watermark (SDXL's)
+    refiner: bool = False  # a refiner can finish its images (template-weights/refiner)
+    vae_overflows_in_fp16: bool = False  # decode with a fp16-fix VAE, or upcast (SDXL's)
     # model_index classes of folders of this family that are not the base (e.g. a refiner)
     other_classes: tuple[str, ...] = ()
     # key prefix that marks a single-file (original layout) checkpoint of this family
@@ -125,6 +127,8 @@ SDXL = FamilySpec(
     ),
     pipeline_options=MappingProxyType({"add_watermarker": False}),  # per request instead
     watermark=True,
+    refiner=True,
+    vae_overflows_in_fp16=True,
     other_classes=("StableDiffusionXLImg2ImgPipeline",),  # the refiner's folder
     checkpoint_marker="conditioner.embedders.",
 )

@@ -33,6 +33,7 @@ from core.controls import ControlType
 from core.errors import UserError, WeightsMissingError
 from core.fast_path import COMPILE_CACHE, FastPath, device_and_dtype, load_compile_cache
 from core.manifest import Family
+from core.modes import CONTROL_MODES, STRENGTH_MODES, mode_arguments
 from core.prompts import PromptEmbeddings, PromptEncoder
 from core.refiner import Refiner
 from core.requests import NO_REFINER, GenerationRequest, Mode
@@ -43,8 +44,6 @@ from core.weights import SDWeights
 TEMPLATE_WEIGHTS_HINT = "Run `script/download-weights template NAME` again and rebuild."
 
 log = logging.getLogger(__name__)
-CONTROL_MODES = {Mode.CONTROLNET, Mode.CONTROLNET_IMG2IMG, Mode.CONTROLNET_INPAINT}
-STRENGTH_MODES = {Mode.IMG2IMG, Mode.INPAINT, Mode.CONTROLNET_IMG2IMG, Mode.CONTROLNET_INPAINT}
 WARM_UP_STEPS = 2  # at the family's default size, which compiles first
 FP16_VAE = "vae-fp16-fix"  # template-weights/: SDXL's VAE finetuned not to overflow in fp16
 
@@ -92,7 +91,7 @@ class Engine:
         spec = weights.spec
         template_dir = Path(template_dir)
         modules = load_modules(weights, device, dtype)
-        if spec.watermark:  # SDXL: its VAE overflows in fp16
+        if spec.vae_overflows_in_fp16:
             modules["vae"] = _fp16_safe_vae(modules["vae"], template_dir, device, dtype)
         base = getattr(diffusers, spec.base_class)(**modules, **spec.pipeline_options)
         adapters = Adapters(base, spec, adapter)  # before the prompt encoder: it adds tokens
@@ -102,8 +101,8 @@ class Engine:
         )
         if spec.watermark:
             engine.watermarker = watermark.load()
+        if spec.refiner:
             engine.refiner = Refiner.load(template_dir, base, spec, device, dtype, adapters.rewrite)
-        template_dir = Path(template_dir)
         if control is not None:
             template = template or f"controlnet-{control.value}"
             engine.controlnet = _load_controlnet(template_dir, template, device, dtype)
@@ -317,34 +316,3 @@ def _load_controlnet(template_dir: Path, template: str, device: str, dtype):
     ).to(device)
     check_finite(folder.parent, "controlnet", controlnet, hint=TEMPLATE_WEIGHTS_HINT)
     return controlnet
-
-
-def mode_arguments(mode: Mode, request: GenerationRequest, control) -> dict:
-    """What each diffusers pipeline takes beyond the prompt, steps, guidance and generator."""
-    size = (request.width, request.height)
-    image = request.image.convert("RGB").resize(size) if request.image is not None else None
-    mask = request.mask.convert("L").resize(size) if request.mask is not None else None
-    scale = {"controlnet_conditioning_scale": request.controlnet_conditioning_scale}
-    strength = {"strength": request.denoising_strength}
-    return {
-        Mode.TXT2IMG: {"width": size[0], "height": size[1]},
-        Mode.IMG2IMG: {"image": image, **strength},
-        Mode.INPAINT: {
-            "image": image,
-            "mask_image": mask,
-            "width": size[0],
-            "height": size[1],
-            **strength,
-        },
-        Mode.CONTROLNET: {"image": control, "width": size[0], "height": size[1], **scale},
-        Mode.CONTROLNET_IMG2IMG: {"image": image, "control_image": control, **strength, **scale},
-        Mode.CONTROLNET_INPAINT: {
-            "image": image,
-            "mask_image": mask,
-            "control_image": control,
-            "width": size[0],
-            "height": size[1],
-            **strength,
-            **scale,
-        },
-    }[mode]

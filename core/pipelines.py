@@ -119,7 +119,8 @@ class Engine:
         denoisers = [self.base.unet, *([self.controlnet] if self.controlnet else [])]
         if self.fast.compiles:
             load_compile_cache(template_dir / COMPILE_CACHE)
-        self.fast.apply(formatted=[*denoisers, self.base.vae], compiled=denoisers)
+        refiner = [self.refiner.pipeline.unet] if self.refiner else []  # formatted, not compiled
+        self.fast.apply(formatted=[*denoisers, *refiner, self.base.vae], compiled=denoisers)
         if self.fast.batches:
             self.base.vae.enable_slicing()  # decode a batch one image at a time
         self.base.set_progress_bar_config(disable=True)

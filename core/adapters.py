@@ -237,9 +237,12 @@ class Adapters:
         return [e for e in encoders if any(n in self.holding(e) for n in call.names)]
 
     @contextmanager
-    def active(self, upload: Path | None, scale: float) -> Iterator[LoraCall]:
-        """The LoRAs of one request: the output's and `upload`'s; the output's alone after."""
-        loaded = self.uploads.load(upload) if upload is not None else None
+    def active(
+        self, upload: Path | None, scale: float, label: str = "lora_weights"
+    ) -> Iterator[LoraCall]:
+        """The LoRAs of one request: the output's and `upload`'s (given as the input `label`);
+        the output's alone after."""
+        loaded = self.uploads.load(upload, label) if upload is not None else None
         names = self.baked + ((loaded.name,) if loaded is not None else ())
         self.activate(names)
         try:

@@ -58,8 +58,18 @@ class Uploads:
         self.adapters = adapters
         self.loaded: OrderedDict[str, Upload] = OrderedDict()  # digest -> what it loaded
 
-    def load(self, path: Path) -> Upload:
-        """The upload in `path`, loaded now unless it already is."""
+    def load(self, path: Path, label: str = LABEL) -> Upload:
+        """The upload in `path`, loaded now unless it already is. `label` is the input it came
+        in (cog-sdxl's replicate_weights is another name for lora_weights): errors name it."""
+        try:
+            return self._loaded(path)
+        except UserError as error:
+            message = str(error)
+            if label != LABEL and message.startswith(LABEL):
+                raise UserError(label + message[len(LABEL) :]) from None
+            raise
+
+    def _loaded(self, path: Path) -> Upload:
         digest = fingerprint_file(path)
         if digest in self.loaded:
             self.loaded.move_to_end(digest)

@@ -196,7 +196,9 @@ class Engine:
         if self.refiner is not None:
             self.refiner.check(request, self.pipelines.get(mode))
         pipeline = self.pipeline(mode, request.scheduler)
-        with self.adapters.active(request.lora_weights, request.lora_scale) as lora:
+        with self.adapters.active(
+            request.lora_weights, request.lora_scale, request.lora_input
+        ) as lora:
             control = self.control(request) if mode in CONTROL_MODES else None
             if control is not None and request.return_processed_control:
                 yield control

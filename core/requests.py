@@ -89,6 +89,7 @@ class GenerationRequest:
     return_processed_control: bool = False
     lora_scale: float = 0.6  # of every LoRA the request runs (the weights' and lora_weights)
     lora_weights: Path | None = None  # an uploaded LoRA file or adapter output.zip
+    lora_input: str = "lora_weights"  # the input it came as (cog-sdxl: replicate_weights)
     refine: str = NO_REFINER  # SDXL: core/refiner.py
     high_noise_frac: float = 0.8
     refine_steps: int | None = None

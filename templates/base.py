@@ -86,7 +86,7 @@ class TemplateRunner:
         prompt = inputs.pop("prompt") or self.default_prompt
         if not prompt:
             raise UserError("prompt is required: these weights record no instance prompt")
-        lora_weights = self.lora_weights(inputs)
+        lora_weights, lora_input = self.lora_weights(inputs)
         seed = inputs.pop("seed")
         seed = random.randint(0, 2**32 - 1) if seed is None else seed
         control_params = {k: inputs.pop(k) for k in self.spec.control_inputs}
@@ -98,19 +98,20 @@ class TemplateRunner:
             seed=seed,
             control_params=control_params,
             lora_weights=lora_weights,
+            lora_input=lora_input,
             size=self.spec.size,
             **images,
             **inputs,
         )
 
     @staticmethod
-    def lora_weights(inputs: dict) -> Path | None:
-        """lora_weights, or cog-sdxl's name for it, replicate_weights (not both)."""
+    def lora_weights(inputs: dict) -> tuple[Path | None, str]:
+        """(lora_weights or cog-sdxl's name for it, replicate_weights (not both), which)."""
         ours = require_upload("lora_weights", inputs.pop("lora_weights", None))
         theirs = require_upload("replicate_weights", inputs.pop("replicate_weights", None))
         if ours is not None and theirs is not None:
             raise UserError("give lora_weights or replicate_weights (the same input), not both")
-        return ours or theirs
+        return (theirs, "replicate_weights") if theirs is not None else (ours, "lora_weights")
 
     def generate(self, inputs: dict) -> Iterator[Path]:
         engine = self.ready()

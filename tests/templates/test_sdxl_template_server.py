@@ -158,17 +158,27 @@ def test_replicate_weights_takes_a_trained_model_tar_for_one_request(server, tra
     assert np.array_equal(own, again)  # and only for that request
 
 
-def test_bad_sdxl_inputs_are_named(server):
+def test_bad_sdxl_inputs_are_named_and_the_server_keeps_serving(server, tiny_sd15, tmp_path):
+    pickle = tmp_path / "weights.bin"
+    pickle.write_bytes(b"\x80\x04\x95" + b"\0" * 64)
+    sd15_lora = next((tiny_sd15 / "unet").glob("*.safetensors"))  # not a LoRA at all
     cases = [
         (dict(refine="best"), "refine"),
         (dict(high_noise_frac=1.0, refine="expert_ensemble_refiner"), "leaves the refiner no"),
         (dict(width=2056), "width"),
+        (dict(replicate_weights=data_uri(pickle, "application/octet-stream")), "a pickle"),
+        (dict(replicate_weights=data_uri(sd15_lora, "")), "replicate_weights: the file holds no"),
+        (
+            dict(replicate_weights=data_uri(pickle, ""), lora_weights=data_uri(pickle, "")),
+            "not both",
+        ),
     ]
     for inputs, named in cases:
         status, body = server.predict(**{**SMALL, "prompt": PLAIN, **inputs})
         message = str(body.get("detail") or body.get("error"))
         assert status == 422 or body["status"] == "failed", body
         assert named in message, message
+    assert run(server)[0].shape == (64, 64, 3)
 
 
 def test_a_pivotal_tar_given_per_request_brings_its_tokens_for_that_request(

@@ -5,6 +5,10 @@ template's layers are mounted into the model's repository (no bytes move), the m
 output.zip are streamed once into a plain tar layer (safetensors are stored, not recompressed),
 and a manifest over both is tagged as a new version of the model.
 
+An adapter output (lora, textual_inversion, pivotal, and the SDXL trainer's trained_model.tar)
+holds no base: the trainer version's own `/src/base-weights` layer, the base it trained on, is
+mounted too (again no bytes move), where the template loads the base of an adapter from.
+
 Where Docker or the cog CLI is installed, `docker_build` does the same step the Docker way.
 """
 
@@ -13,6 +17,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tarfile
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +42,9 @@ def model_repository(model: str) -> str:
     return f"models/{model}"
 
 
+BASE_LAYER = "COPY base-weights /src/base-weights"  # api/push.py's history line for it
+
+
 def build_version(
     registry: Registry,
     template_repository: str,
@@ -44,28 +53,32 @@ def build_version(
     model: str,
     tag: str,
     labels: dict[str, str],
+    trainer: tuple[str, str] | None = None,
 ) -> Built:
+    """`trainer` = (repository, digest) of the trainer version: where an adapter's base is."""
     repository = model_repository(model)
     manifest, _ = registry.manifest(template_repository, template_digest)
     config = registry.config(template_repository, manifest)
     for layer in manifest["layers"]:
         registry.mount(repository, layer["digest"], template_repository)
-    with zipfile.ZipFile(weights_zip) as archive:
-        if "model_index.json" not in archive.namelist():
-            raise ValueError(
-                "the trainer's output.zip has no model_index.json at its top: it is not the "
-                "diffusers layout templates load from /src/weights"
-            )
-        blob = registry.upload(repository, oci.tar_stream(oci.zip_entries(archive, "src/weights")))
+    layers = list(manifest["layers"])
+    with tempfile.TemporaryDirectory(prefix="build-") as scratch:
+        entries, adapter = _weights_entries(Path(weights_zip), Path(scratch))
+        blob = registry.upload(repository, oci.tar_stream(entries))
     config["created"] = oci.now()
     config["rootfs"]["diff_ids"].append(blob.digest)
     config.setdefault("history", []).append({"created_by": "COPY weights /src/weights"})
+    layers.append(oci.descriptor(oci.TAR, blob.digest, blob.size))
+    if adapter:
+        base, diff_id = _base_layer(registry, repository, trainer)
+        layers.append(base)
+        config["rootfs"]["diff_ids"].append(diff_id)
+        config["history"].append({"created_by": f"{BASE_LAYER} # the trainer's base"})
     config_labels = config.setdefault("config", {}).setdefault("Labels", {})
     config_labels.update({"dreambooth.kind": "model", **labels})
     config_blob = registry.upload_bytes(
         repository, json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     )
-    layers = [*manifest["layers"], oci.descriptor(oci.TAR, blob.digest, blob.size)]
     new = oci.manifest(oci.descriptor(oci.CONFIG, config_blob.digest, config_blob.size), layers)
     digest = registry.put_manifest(repository, tag, new)
     registry.put_manifest(repository, "latest", new)
@@ -74,9 +87,59 @@ def build_version(
     return Built(digest, repository, tag, blob.size, schema)
 
 
-def dockerfile(template_image: str) -> str:
-    """The seed's build step; the same text as `script/build-template --dockerfile`."""
-    return f"FROM {template_image}\nCOPY weights /src/weights\n"
+def _weights_entries(output: Path, scratch: Path) -> tuple[list[oci.Entry], bool]:
+    """The trainer's output as the /src/weights layer's entries, and whether it is an adapter.
+
+    output.zip is streamed from its members; a tar (the SDXL trainer's) is unpacked first, with
+    the same bounds as any upload (core/archive.py).
+    """
+    if zipfile.is_zipfile(output):
+        archive = zipfile.ZipFile(output)
+        names = set(archive.namelist())
+        entries = oci.zip_entries(archive, "src/weights")
+    elif tarfile.is_tarfile(output):
+        from core.archive import ArchiveLimits, extract
+
+        limits = ArchiveLimits(max_total_bytes=64 * 2**30, max_member_bytes=32 * 2**30)
+        files = extract(output, scratch / "weights", label="the trainer's output", limits=limits)
+        names = {f.relative_to(scratch / "weights").as_posix() for f in files}
+        entries = oci.directory_entries(scratch / "weights", "src/weights")
+    else:
+        raise ValueError("the trainer's output is neither a zip nor a tar")
+    if "model_index.json" in names:
+        return entries, False
+    if "manifest.json" in names:
+        return entries, True  # an adapter: loads on top of its base
+    raise ValueError(
+        "the trainer's output has neither model_index.json nor manifest.json at its top: it is "
+        "not what templates load from /src/weights"
+    )
+
+
+def _base_layer(registry: Registry, repository: str, trainer: tuple[str, str] | None):
+    """(descriptor, diff_id) of the trainer version's base-weights layer, mounted here."""
+    if trainer is None:
+        raise ValueError("an adapter output needs its base, and no trainer version was given")
+    trainer_repository, trainer_digest = trainer
+    manifest, _ = registry.manifest(trainer_repository, trainer_digest)
+    config = registry.config(trainer_repository, manifest)
+    history = [h for h in config.get("history", []) if not h.get("empty_layer")]
+    for index, entry in enumerate(history):
+        if entry.get("created_by", "").startswith(BASE_LAYER):
+            layer = manifest["layers"][index]
+            registry.mount(repository, layer["digest"], trainer_repository)
+            return layer, config["rootfs"]["diff_ids"][index]
+    raise ValueError(
+        "the output is an adapter (it loads on top of its base), and the trainer version has "
+        "no /src/base-weights layer to take the base from; push the trainer with --base-weights"
+    )
+
+
+def dockerfile(template_image: str, trainer_image: str | None = None) -> str:
+    """The seed's build step; the same text as `script/build-template --dockerfile`. With
+    `trainer_image` (an adapter output), the base comes from the trainer's image."""
+    base = f"COPY --from={trainer_image} /src/base-weights /src/base-weights\n"
+    return f"FROM {template_image}\nCOPY weights /src/weights\n" + (base if trainer_image else "")
 
 
 def docker_build_version(
@@ -88,26 +151,38 @@ def docker_build_version(
     tag: str,
     workdir: Path,
     schema: dict | None,
+    trainer: tuple[str, str] | None = None,
 ) -> Built:
     """The same step with Docker (DREAMBOOTH_BUILDER=docker): needs a Docker engine that can
     push to the registry (for a local http one, list it in the engine's insecure-registries)."""
     host = httpx.URL(registry.url).netloc.decode()
     repository = model_repository(model)
     template_image = f"{host}/{template_repository}@{template_digest}"
-    docker_build(template_image, weights_zip, f"{host}/{repository}:{tag}", workdir)
+    trainer_image = f"{host}/{trainer[0]}@{trainer[1]}" if trainer else None
+    image = f"{host}/{repository}:{tag}"
+    docker_build(template_image, weights_zip, image, workdir, trainer_image)
     _, digest = registry.manifest(repository, tag)
     return Built(digest, repository, tag, Path(weights_zip).stat().st_size, schema)
 
 
-def docker_build(template_image: str, weights_zip: Path, image: str, workdir: Path) -> None:
+def docker_build(
+    template_image: str,
+    weights_zip: Path,
+    image: str,
+    workdir: Path,
+    trainer_image: str | None = None,
+) -> None:
     """Build and push with Docker where it is installed (documented; not run by the tests)."""
     if shutil.which("docker") is None:
         raise RuntimeError("docker is not installed; the registry-level build needs nothing")
     context = Path(workdir) / "docker-build"
     shutil.rmtree(context, ignore_errors=True)
-    (context / "weights").mkdir(parents=True)
-    with zipfile.ZipFile(weights_zip) as archive:
-        archive.extractall(context / "weights")
-    (context / "Dockerfile").write_text(dockerfile(template_image))
+    context.mkdir(parents=True)
+    _, adapter = _weights_entries(Path(weights_zip), context)  # a tar is unpacked to weights/
+    if zipfile.is_zipfile(weights_zip):
+        with zipfile.ZipFile(weights_zip) as archive:
+            archive.extractall(context / "weights")
+    base = trainer_image if adapter else None
+    (context / "Dockerfile").write_text(dockerfile(template_image, base))
     subprocess.run(["docker", "build", "-t", image, str(context)], check=True)
     subprocess.run(["docker", "push", image], check=True)

@@ -180,6 +180,11 @@ class Supervisor:
             env["CUDA_VISIBLE_DEVICES"] = t.gpu
         return env
 
+    def trainer_version(self, t: Training) -> tuple[str, str]:
+        with db.session(self.settings.database_url) as session:
+            trainer = session.scalar(versions.select_version(t.trainer_version, "trainer"))
+            return trainer.repository, trainer.digest
+
     def build(self, t: Training, template: Version, weights: Path) -> str:
         labels = {
             "dreambooth.training": t.id,
@@ -197,6 +202,7 @@ class Supervisor:
                         t.id,
                         self.dir,
                         template.openapi_schema,
+                        trainer=self.trainer_version(t),
                     )
                 else:
                     built = build.build_version(
@@ -207,6 +213,7 @@ class Supervisor:
                         t.model,
                         t.id,
                         labels,
+                        trainer=self.trainer_version(t),
                     )
             except RegistryError as error:
                 raise FailureError(f"build and push: {error}") from None

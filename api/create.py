@@ -75,6 +75,29 @@ def _version(session, settings, body, field, kind, owner, errors):
     return found
 
 
+TRAINER_FAMILIES = {"trainer": "sd15", "trainer-sdxl": "sdxl"}  # buildkit/targets.py's trainers
+
+
+def _families(trainer, template) -> list[dict]:
+    """A trainer and a template of different families would build a version that cannot load
+    its weights: refused here, naming both (targets not ours are not checked)."""
+    from core import families
+    from templates.specs import TEMPLATES
+
+    trained = TRAINER_FAMILIES.get(trainer.target)
+    spec = TEMPLATES.get(template.target)
+    if trained is None or spec is None or spec.family.value == trained:
+        return []
+    serves, trains = families.of(spec.family).label, families.of(trained).label
+    return [
+        _error(
+            "template_version",
+            f"the template {template.target!r} serves {serves} and the trainer "
+            f"{trainer.target!r} trains {trains}: choose a {trains} template",
+        )
+    ]
+
+
 def validate(session: Session, settings: Settings, owner: str, body) -> dict:
     errors = _top_level(body)
     if errors:
@@ -101,6 +124,8 @@ def validate(session: Session, settings: Settings, owner: str, body) -> dict:
             )
         except URLRefusedError as error:
             errors.append(_error("webhook_completed", str(error).split(": ", 1)[1]))
+    if trainer is not None and template is not None:
+        errors += _families(trainer, template)
     checked = None
     if trainer is not None and trainer.openapi_schema:
         checked = inputs.validate(

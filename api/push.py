@@ -32,14 +32,17 @@ def repository_for(target: str) -> str:
 
 
 def kind_of(target_name: str) -> str:
-    return "trainer" if target_name == "trainer" else "template"
+    from buildkit import targets
+
+    return "trainer" if target_name in targets.TRAINERS else "template"
 
 
-def trainer_context(out: Path, base_weights: Path | None) -> Path:
-    """The trainer's context: what `cog build` at the repository root would copy, less tools."""
+def trainer_context(out: Path, base_weights: Path | None, name: str = "trainer") -> Path:
+    """A trainer's context (`trainer` or `trainer-sdxl`): what `cog build` at the repository
+    root would copy with its cog.yaml, less tools."""
     from buildkit import schema, targets
 
-    target = targets.trainer_target()
+    target = targets.TRAINERS[name]()
     for folder in ("core", "trainer"):
         shutil.copytree(targets.REPO_ROOT / folder, out / folder, ignore=_ignore)
     (out / "requirements").mkdir()
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     from buildkit import build_template, targets
 
     parser = argparse.ArgumentParser(prog="script/push", description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", help="trainer, or a template name")
+    parser.add_argument("target", help="trainer, trainer-sdxl, or a template name")
     parser.add_argument("--context", type=Path, help="push this built context as it is")
     parser.add_argument("--base-weights", type=Path, default=Path("base-weights"))
     parser.add_argument("--template-weights", type=Path, default=Path("template-weights"))
@@ -167,8 +170,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = load()
     with tempfile.TemporaryDirectory(dir=_scratch(settings)) as scratch:
         context = args.context
-        if context is None and args.target == targets.TRAINER:
-            context = trainer_context(Path(scratch) / "ctx", args.base_weights.resolve())
+        if context is None and args.target in targets.TRAINERS:
+            context = trainer_context(
+                Path(scratch) / "ctx", args.base_weights.resolve(), args.target
+            )
         elif context is None:
             context = build_template.build(
                 args.target, Path(scratch) / "ctx", None, args.template_weights.resolve()

@@ -254,3 +254,28 @@ def test_a_bad_archive_fails_with_the_trainers_error_and_a_webhook(stack, tmp_pa
         30,
         "the failure webhook",
     )
+
+
+def test_a_lora_training_builds_a_version_with_its_base_that_serves(stack):
+    """An adapter output holds no base: the version carries the trainer's base-weights layer
+    (without it, every prediction of the version would fail saying the base is missing)."""
+    client = stack["api"].client(stack["token"])
+    payload = seed_payload(
+        stack["trainer"],
+        stack["template"],
+        stack["files"].url("person.zip"),
+        stack["receiver"].url + "?training=lora",
+        **TINY_RUN,
+        method="lora",
+    )
+    payload["model"] = "yourusername/lora-model"
+    done = client.wait(client.train(payload)["id"], timeout=600)
+    assert done["status"] == "succeeded", f"{done['error']}\n{done['logs']}"
+    inputs = {"width": 64, "height": 64, "num_inference_steps": 2, "seed": 3}
+    result = client.predict("yourusername/lora-model", inputs)
+    assert result["status"] == "succeeded", result.get("error")
+    assert result["version"] == done["version"]
+    assert Image.open(io.BytesIO(base64.b64decode(result["output"][0].split(",")[1]))).size == (
+        64,
+        64,
+    )

@@ -25,7 +25,7 @@ from urllib.parse import unquote
 
 import httpx
 
-from buildkit import serve
+from buildkit import serve, targets
 from buildkit.cog_client import CogServer
 
 TERMINAL = {"succeeded", "failed", "canceled"}
@@ -201,7 +201,7 @@ def run(
         }
         server_env = {**env, "COG_TEST_LOG_DIR": str(workdir)}
         with _Server(
-            "trainer",
+            targets.from_cog_yaml(Path(context) / "cog.yaml").name,  # trainer, trainer-sdxl
             env=server_env,
             context=context,
             setup_timeout=setup_timeout,

@@ -89,7 +89,7 @@ class TemplateRunner:
         lora_weights, lora_input = self.lora_weights(inputs)
         seed = inputs.pop("seed")
         seed = random.randint(0, 2**32 - 1) if seed is None else seed
-        control_params = {k: inputs.pop(k) for k in self.spec.control_inputs}
+        control_params = {k: inputs.pop(k) for k in self.spec.control_inputs if k in inputs}
         for ours, theirs in RENAMED.items():  # cog-sdxl's names for the same inputs
             if theirs in inputs:
                 inputs[ours] = inputs.pop(theirs)

@@ -102,7 +102,7 @@ class Engine:
         if spec.watermark:
             engine.watermarker = watermark.load()
         if spec.refiner:
-            engine.refiner = Refiner.load(template_dir, base, spec, device, dtype, adapters.rewrite)
+            engine.refiner = Refiner.load(template_dir, base, spec, device, dtype)
         if control is not None:
             template = template or f"controlnet-{control.value}"
             engine.controlnet = _load_controlnet(template_dir, template, device, dtype)
@@ -209,7 +209,7 @@ class Engine:
                 embeddings = self.prompts(*texts, variant)
                 refined = None
                 if request.refine != NO_REFINER:
-                    refined = self.refiner.prompts(*texts, variant)
+                    refined = self.prompts(*texts, variant, last_only=True)
             embeddings = RequestPrompts(embeddings, refined)
             arguments = {**mode_arguments(mode, request, control), **lora.pipeline_arguments()}
             yield from self._kept_images(pipeline, request, embeddings, arguments)

@@ -149,13 +149,11 @@ class PromptEncoder:
         self.cache: OrderedDict[tuple, _Encoded] = OrderedDict()
 
     @classmethod
-    def for_pipeline(cls, pipeline, spec, rewrite=None, encoders: tuple[str, ...] | None = None):
-        """Over a pipeline's text encoders named by the family `spec` (or `encoders` of them)."""
-        names = encoders or spec.text_encoders
-        tokenizers = [spec.tokenizers[spec.text_encoders.index(name)] for name in names]
+    def for_pipeline(cls, pipeline, spec, rewrite=None):
+        """Over a pipeline's text encoders, as the family `spec` names them."""
         return cls(
-            [getattr(pipeline, name) for name in tokenizers],
-            [getattr(pipeline, name) for name in names],
+            [getattr(pipeline, name) for name in spec.tokenizers],
+            [getattr(pipeline, name) for name in spec.text_encoders],
             rewrite,
             penultimate=spec.hidden_layer == -2,
             pooled=spec.pooled,
@@ -218,14 +216,25 @@ class PromptEncoder:
 
     @torch.no_grad()
     def __call__(
-        self, prompt: str, negative_prompt: str | None, variant: tuple = ()
+        self,
+        prompt: str,
+        negative_prompt: str | None,
+        variant: tuple = (),
+        last_only: bool = False,
     ) -> PromptEmbeddings:
+        """The embeddings of both prompts, padded to one length. `last_only`: the last
+        encoder's states alone (SDXL's refiner is conditioned on text_encoder_2 only), from the
+        same cache entries as the full embeddings, so nothing is encoded twice."""
         positive = self._encoded(prompt, "prompt", variant)
         negative = self._encoded(negative_prompt or "", "negative_prompt", variant)
+        used = slice(-1, None) if last_only else slice(None)
         pairs = [
             compel.pad_conditioning_tensors_to_same_length([p, n])
             for compel, p, n in zip(
-                self.compels, positive.per_encoder, negative.per_encoder, strict=True
+                self.compels[used],
+                positive.per_encoder[used],
+                negative.per_encoder[used],
+                strict=True,
             )
         ]
         return PromptEmbeddings(

@@ -10,8 +10,8 @@ encoder and VAE are not loaded: the base's are shared). A request chooses with `
                              (diffusers' default strength, 0.3, raised to one step when
                              needed) over refine_steps steps (default num_inference_steps)
 
-The refiner's prompt embeddings come from the same compel path as the base's (the second
-encoder only, pooled), so TOK, the trained tokens and the weighting syntax work there too.
+The refiner's prompt embeddings are the second encoder's part of the base's (pooled too, from
+the same compel cache), so TOK, the trained tokens and the weighting syntax work there too.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from core.errors import UserError
 from core.manifest import Family
-from core.prompts import PromptEmbeddings, PromptEncoder
+from core.prompts import PromptEmbeddings
 from core.requests import EXPERT_ENSEMBLE, GenerationRequest, at_least_one_step
 from core.schedulers import make_scheduler
 from core.sd_modules import load_modules
@@ -37,11 +37,10 @@ REFINE_STRENGTH = 0.3  # diffusers' (and so cog-sdxl's) img2img default for the 
 @dataclass
 class Refiner:
     pipeline: object
-    prompts: PromptEncoder
     scheduler_config: dict
 
     @classmethod
-    def load(cls, template_dir: Path, base, spec, device: str, dtype, rewrite) -> Refiner | None:
+    def load(cls, template_dir: Path, base, spec, device: str, dtype) -> Refiner | None:
         """The refiner in template_dir/refiner over `base`'s shared modules; None without one."""
         import diffusers
 
@@ -66,8 +65,7 @@ class Refiner:
             **own,
         )
         pipeline.set_progress_bar_config(disable=True)
-        prompts = PromptEncoder.for_pipeline(base, spec, rewrite, encoders=spec.text_encoders[-1:])
-        return cls(pipeline, prompts, own["scheduler"].config)
+        return cls(pipeline, own["scheduler"].config)
 
     def check(self, request: GenerationRequest, pipeline) -> None:
         """An expert ensemble whose split leaves the base or the refiner no step is refused

@@ -220,19 +220,22 @@ fails when it is stale.
 """
 
 
-def adapters() -> Module:
-    """The Module that templates/predict.py is rendered from."""
-    classes = [
+def template_module(
+    classes: dict, inputs: list[InputSpec], docstring: str, source: str, command: str
+) -> Module:
+    """A template adapter file: one streaming runner per entry of `classes` (class name ->
+    (the template it serves when $TEMPLATE is unset, its inputs in order)) over `inputs`."""
+    runners = [
         AdapterClass(
             name,
             ("TemplateRunner", "BaseRunner"),
-            Signature("run", inputs, "Iterator[Path]", BODY, decorators=("streaming",)),
+            Signature("run", names, "Iterator[Path]", BODY, decorators=("streaming",)),
             attributes=(f'default_template = "{template}"',),
         )
-        for name, (template, inputs) in ADAPTERS.items()
+        for name, (template, names) in classes.items()
     ]
     return Module(
-        docstring=DOCSTRING,
+        docstring=docstring,
         imports=[
             "from collections.abc import Iterator",
             "",
@@ -240,8 +243,13 @@ def adapters() -> Module:
             "",
             "from templates.base import TemplateRunner",
         ],
-        inputs=INPUTS,
-        parts=classes,
-        source="templates/inputs.py",
-        command=RENDER,
+        inputs=inputs,
+        parts=runners,
+        source=source,
+        command=command,
     )
+
+
+def adapters() -> Module:
+    """The Module that templates/predict.py is rendered from."""
+    return template_module(ADAPTERS, INPUTS, DOCSTRING, "templates/inputs.py", RENDER)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from buildkit.cog_adapters import AdapterClass, Choices, InputSpec, Module, Signature
+from buildkit.cog_adapters import Choices, InputSpec, Module
 from core import requests
 from templates import inputs as shared
 
@@ -130,26 +130,4 @@ def inputs() -> list[InputSpec]:
 
 def adapters() -> Module:
     """The Module that templates/sdxl_predict.py is rendered from."""
-    runners = [
-        AdapterClass(
-            name,
-            ("TemplateRunner", "BaseRunner"),
-            Signature("run", names, "Iterator[Path]", shared.BODY, decorators=("streaming",)),
-            attributes=(f'default_template = "{template}"',),
-        )
-        for name, (template, names) in ADAPTERS.items()
-    ]
-    return Module(
-        docstring=DOCSTRING,
-        imports=[
-            "from collections.abc import Iterator",
-            "",
-            "from cog import BaseRunner, Input, Path, streaming",
-            "",
-            "from templates.base import TemplateRunner",
-        ],
-        inputs=inputs(),
-        parts=runners,
-        source="templates/sdxl_inputs.py",
-        command=RENDER,
-    )
+    return shared.template_module(ADAPTERS, inputs(), DOCSTRING, "templates/sdxl_inputs.py", RENDER)

@@ -90,9 +90,39 @@ def test_scheduler_choices_are_rendered_from_the_registry():
 
 def test_the_checked_in_template_adapters_are_the_rendered_declaration():
     from buildkit.cog_adapters import is_current
-    from templates.inputs import RENDER, adapters
+    from templates import inputs, sdxl_inputs
 
-    assert is_current(adapters(), REPO / "templates" / "predict.py"), f"stale; run {RENDER}"
+    for declaration, rendered in ((inputs, "predict.py"), (sdxl_inputs, "sdxl_predict.py")):
+        current = is_current(declaration.adapters(), REPO / "templates" / rendered)
+        assert current, f"stale; run {declaration.RENDER}"
+
+
+def test_the_sdxl_template_keeps_cog_sdxls_inputs_and_defaults():
+    from templates.sdxl_inputs import adapters
+
+    specs = adapters().specs
+    expected = {
+        "width": 1024,
+        "height": 1024,
+        "scheduler": "K_EULER",
+        "num_inference_steps": 50,
+        "guidance_scale": 7.5,
+        "prompt_strength": 0.8,
+        "refine": "no_refiner",
+        "high_noise_frac": 0.8,
+        "refine_steps": None,
+        "apply_watermark": True,
+        "lora_scale": 0.6,
+        "replicate_weights": None,
+        "disable_safety_checker": False,
+    }
+    assert {name: specs[name].default for name in expected} == expected
+    assert specs["refine"].choices.values == (
+        "no_refiner",
+        "expert_ensemble_refiner",
+        "base_image_refiner",
+    )
+    assert specs["guidance_scale"].le == 50
 
 
 def test_the_checked_in_trainer_adapter_is_rendered_from_the_config():

@@ -14,6 +14,7 @@ Where Docker or the cog CLI is installed, `docker_build` does the same step the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -62,8 +63,8 @@ def build_version(
     for layer in manifest["layers"]:
         registry.mount(repository, layer["digest"], template_repository)
     layers = list(manifest["layers"])
-    with tempfile.TemporaryDirectory(prefix="build-") as scratch:
-        entries, adapter = _weights_entries(Path(weights_zip), Path(scratch))
+    with tempfile.TemporaryDirectory(prefix="build-") as scratch, contextlib.ExitStack() as stack:
+        entries, adapter = _weights_entries(Path(weights_zip), Path(scratch), stack)
         blob = registry.upload(repository, oci.tar_stream(entries))
     config["created"] = oci.now()
     config["rootfs"]["diff_ids"].append(blob.digest)
@@ -87,29 +88,42 @@ def build_version(
     return Built(digest, repository, tag, blob.size, schema)
 
 
-def _weights_entries(output: Path, scratch: Path) -> tuple[list[oci.Entry], bool]:
+def _weights_entries(
+    output: Path, scratch: Path, stack: contextlib.ExitStack
+) -> tuple[list[oci.Entry], bool]:
     """The trainer's output as the /src/weights layer's entries, and whether it is an adapter.
 
-    output.zip is streamed from its members; a tar (the SDXL trainer's) is unpacked first, with
-    the same bounds as any upload (core/archive.py).
+    output.zip is streamed from its members (the zip stays open in `stack` until they are
+    read); a tar (the SDXL trainer's) is unpacked first, with the same bounds as any upload.
     """
     if zipfile.is_zipfile(output):
-        archive = zipfile.ZipFile(output)
-        names = set(archive.namelist())
-        entries = oci.zip_entries(archive, "src/weights")
-    elif tarfile.is_tarfile(output):
-        from core.archive import ArchiveLimits, extract
+        archive = stack.enter_context(zipfile.ZipFile(output))
+        return oci.zip_entries(archive, "src/weights"), _is_adapter(set(archive.namelist()))
+    adapter = _unpack(output, scratch / "weights")
+    return oci.directory_entries(scratch / "weights", "src/weights"), adapter
 
-        limits = ArchiveLimits(max_total_bytes=64 * 2**30, max_member_bytes=32 * 2**30)
-        files = extract(output, scratch / "weights", label="the trainer's output", limits=limits)
-        names = {f.relative_to(scratch / "weights").as_posix() for f in files}
-        entries = oci.directory_entries(scratch / "weights", "src/weights")
-    else:
+
+def _unpack(output: Path, folder: Path) -> bool:
+    """The trainer's output unpacked into `folder`; whether it is an adapter."""
+    if zipfile.is_zipfile(output):
+        with zipfile.ZipFile(output) as archive:
+            archive.extractall(folder)
+            return _is_adapter(set(archive.namelist()))
+    if not tarfile.is_tarfile(output):
         raise ValueError("the trainer's output is neither a zip nor a tar")
+    from core.archive import ArchiveLimits, extract
+
+    limits = ArchiveLimits(max_total_bytes=64 * 2**30, max_member_bytes=32 * 2**30)
+    files = extract(output, folder, label="the trainer's output", limits=limits)
+    return _is_adapter({f.relative_to(folder).as_posix() for f in files})
+
+
+def _is_adapter(names: set[str]) -> bool:
+    """A whole pipeline (model_index.json) or an adapter that loads on a base (manifest.json)."""
     if "model_index.json" in names:
-        return entries, False
+        return False
     if "manifest.json" in names:
-        return entries, True  # an adapter: loads on top of its base
+        return True
     raise ValueError(
         "the trainer's output has neither model_index.json nor manifest.json at its top: it is "
         "not what templates load from /src/weights"
@@ -178,10 +192,7 @@ def docker_build(
     context = Path(workdir) / "docker-build"
     shutil.rmtree(context, ignore_errors=True)
     context.mkdir(parents=True)
-    _, adapter = _weights_entries(Path(weights_zip), context)  # a tar is unpacked to weights/
-    if zipfile.is_zipfile(weights_zip):
-        with zipfile.ZipFile(weights_zip) as archive:
-            archive.extractall(context / "weights")
+    adapter = _unpack(Path(weights_zip), context / "weights")
     base = trainer_image if adapter else None
     (context / "Dockerfile").write_text(dockerfile(template_image, base))
     subprocess.run(["docker", "build", "-t", image, str(context)], check=True)

@@ -189,3 +189,47 @@ def test_a_hostile_layer_is_refused_when_pulled(registry, tmp_path):
         with pytest.raises(tarfile.OutsideDestinationError):
             pull(client, "evil/image", digest, tmp_path / "versions")
     assert not list(tmp_path.rglob("escaped.txt"))
+
+
+def test_a_trainer_output_is_a_pipeline_an_adapter_or_refused_by_name(tmp_path):
+    from api.build import _unpack
+
+    pipeline = tmp_path / "output.zip"
+    with zipfile.ZipFile(pipeline, "w") as archive:
+        archive.writestr("model_index.json", "{}")
+    adapter = tmp_path / "trained_model.tar"
+    (tmp_path / "manifest.json").write_text("{}")
+    with tarfile.open(adapter, "w") as archive:
+        archive.add(tmp_path / "manifest.json", arcname="manifest.json")
+    neither = tmp_path / "other.zip"
+    with zipfile.ZipFile(neither, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    text = tmp_path / "output.txt"
+    text.write_text("not an archive")
+    assert _unpack(pipeline, tmp_path / "a") is False
+    assert _unpack(adapter, tmp_path / "b") is True and (tmp_path / "b" / "manifest.json").is_file()
+    with pytest.raises(ValueError, match=r"neither model_index\.json nor manifest\.json"):
+        _unpack(neither, tmp_path / "c")
+    with pytest.raises(ValueError, match="neither a zip nor a tar"):
+        _unpack(text, tmp_path / "d")
+
+
+def test_an_adapter_output_on_a_trainer_without_its_base_is_refused_by_name(
+    registry, quick_version, template_version, tmp_path
+):
+    from api.build import build_version
+
+    adapter = tmp_path / "output.zip"
+    with zipfile.ZipFile(adapter, "w") as archive:
+        archive.writestr("manifest.json", "{}")
+    with Registry(registry.url) as client, pytest.raises(ValueError, match="no /src/base-weights"):
+        build_version(
+            client,
+            "cog/vanilla",
+            template_version,
+            adapter,
+            "erin/adapter",
+            "t1",
+            {},
+            trainer=("cog/quick", quick_version),
+        )

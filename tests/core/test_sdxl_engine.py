@@ -127,3 +127,54 @@ def test_a_full_fine_tune_output_loads_its_unet_over_the_base(
     assert all(torch.equal(loaded[k], v.to(loaded[k].dtype)) for k, v in trained.items())
     plain = Engine.load(base, template_dir=tmp_path / "none")
     assert not np.array_equal(image(tuned), image(plain))
+
+
+def test_an_sdxl_output_whose_unet_or_embeddings_do_not_fit_is_refused_by_name(
+    tiny_sdxl, photo_zip, tmp_path, monkeypatch
+):
+    import tarfile
+
+    from safetensors.torch import load_file, save_file
+
+    from core.adapters import find_weights
+    from trainer import sdxl_job
+    from trainer.sdxl_config import SDXLConfig
+
+    monkeypatch.setenv("BASE_MODEL_DIR", str(tiny_sdxl))
+    monkeypatch.setenv("TRAINER_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("PREPROCESS_WEIGHTS_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("INFERENCE_DTYPE", "fp32")
+    cfg = SDXLConfig(
+        input_images=photo_zip, is_lora=False, resolution=64, max_train_steps=1, lr_warmup_steps=0
+    )
+    weights = tmp_path / "weights"
+    with tarfile.open(sdxl_job.train(cfg).output) as archive:
+        archive.extractall(weights, filter="data")
+    monkeypatch.setenv("WEIGHTS_DIR", str(weights))
+    monkeypatch.setenv("BASE_WEIGHTS_DIR", str(tiny_sdxl))
+    unet = load_file(weights / "unet.safetensors")
+    save_file({**unet, "extra.weight": torch.zeros(1)}, weights / "unet.safetensors")
+    base, adapter = find_weights((Family.SDXL,))
+    with pytest.raises(BrokenWeightsError, match=r"unet\.safetensors: has tensors the base"):
+        Engine.load(base, template_dir=tmp_path, adapter=adapter)
+    save_file(unet, weights / "unet.safetensors")
+    rows = load_file(weights / "embeddings.safetensors")
+    save_file({"clip_l": rows["clip_l"]}, weights / "embeddings.safetensors")
+    base, adapter = find_weights((Family.SDXL,))
+    with pytest.raises(BrokenWeightsError, match=r"embeddings\.safetensors: has no clip_g"):
+        Engine.load(base, template_dir=tmp_path, adapter=adapter)
+
+
+def test_without_invisible_watermark_only_watermarked_requests_fail_saying_why(monkeypatch):
+    import diffusers.utils
+
+    from core import watermark
+
+    monkeypatch.setattr(diffusers.utils, "is_invisible_watermark_available", lambda: False)
+    missing = watermark.load()
+    assert missing is None
+    assert watermark.choose(missing, apply=False) is None
+    with pytest.raises(UserError, match="apply_watermark needs the invisible-watermark package"):
+        watermark.choose(missing, apply=True)
+    present = watermark.choose(object(), apply=True)
+    assert present is not None
